@@ -1,0 +1,252 @@
+"""One cycle: a fresh file, a follower, a writer, the faults, and the verdict."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+
+import trio
+
+from stressor import results
+from stressor.checks import Delivery, check_lines
+from stressor.gochan import Channel, Signal
+from stressor.hooks import HookPoint, Hooks
+from stressor.results import CycleResult
+from stressor.schedule import Fault, Schedule
+from stressor.targets.base import FollowContext, Target
+from stressor.writers import Writer
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class CycleLimits:
+    """Time limits of a cycle, in seconds.
+
+    Attributes:
+        deadline: a follower that shows no progress for this long after the writer's
+            exit is hung. Progress is any event read, line delivered or hook passed,
+            so a follower that is only slow under load is not called hung.
+        max_wait: the longest a follower may take after the writer's exit even while
+            it makes progress; past it the cycle ends as a hang as well.
+    """
+
+    deadline: float = 1.0
+    max_wait: float = 10.0
+
+
+@dataclasses.dataclass
+class _Follower:
+    """The follower task's state, as the cycle observes it."""
+
+    ready: trio.Event = dataclasses.field(default_factory=trio.Event)
+    done: trio.Event = dataclasses.field(default_factory=trio.Event)
+    finished_at: float | None = None
+    error: BaseException | None = None
+
+
+async def _run_follower(
+    target: Target, ctx: FollowContext, state: _Follower, scope: trio.CancelScope
+) -> None:
+    with scope:
+        try:
+            await target.follow(ctx)
+            state.finished_at = trio.current_time()
+        except Exception as error:
+            state.error = error
+    state.done.set()
+
+
+async def _wait_until_ready(state: _Follower, limit: float) -> bool:
+    """Wait until the follower watches its file or returned; False if neither came in time."""
+    with trio.move_on_after(limit):
+        while not (state.ready.is_set() or state.done.is_set()):
+            async with trio.open_nursery() as nursery:
+
+                async def wait_for(event: trio.Event) -> None:
+                    await event.wait()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(wait_for, state.ready)
+                nursery.start_soon(wait_for, state.done)
+        return True
+    return False
+
+
+async def _wait_or_hang(state: _Follower, hooks: Hooks, limits: CycleLimits) -> bool:
+    """Wait for the follower to return; return True when it is hung instead."""
+    started = trio.current_time()
+    last_progress = hooks.progress
+    stalled_since = started
+    while True:
+        with trio.move_on_after(limits.deadline / 4):
+            await state.done.wait()
+            return False
+
+        now = trio.current_time()
+        if hooks.progress != last_progress:
+            last_progress = hooks.progress
+            stalled_since = now
+        elif now - stalled_since >= limits.deadline:
+            return True
+        if now - started >= limits.max_wait:
+            return True
+
+
+def _attach_faults(hooks: Hooks, writer: Writer, faults: tuple[Fault, ...]) -> list[float]:
+    """Attach each fault to its hook point; return the list their landing times go to."""
+    landed: list[float] = []
+    for fault in faults:
+
+        async def late_write(fault: Fault = fault) -> None:
+            for _ in range(fault.lines):
+                landed.append(writer.write_line(source=fault.describe()).written_at)
+
+        hooks.on(fault.point, late_write)
+    return landed
+
+
+def _window_hit(landed: list[float], exited_at: float, hooks: Hooks, state: _Follower) -> bool:
+    """Tell whether a fault landed between the writer's exit and the watch removal or return."""
+    ends = [hooks.fired_at.get(HookPoint.AFTER_REMOVE), state.finished_at]
+    known = [end for end in ends if end is not None]
+    window_end = min(known) if known else float("inf")
+    return any(exited_at <= when < window_end for when in landed)
+
+
+async def run_cycle(
+    target: Target, schedule: Schedule, directory: str, limits: CycleLimits
+) -> CycleResult:
+    """Run one cycle of ``target`` in ``directory`` and return its verdict.
+
+    The follower gets a fresh empty file. Once it watches the file, the writer writes
+    its lines and exits; faults act at their hook points; then the follower is told
+    that the writer is done. A follower that stops making progress is cancelled and
+    the cycle ends as a hang, so a cycle always ends within ``limits.max_wait`` of the
+    writer's exit plus the writer's own pauses.
+    """
+    path = os.path.join(directory, f"{target.name}-{schedule.cycle}.log")
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+    writer = Writer(path)
+    try:
+        return await _run_in_file(target, schedule, path, writer, limits)
+    finally:
+        writer.close()
+        os.unlink(path)
+
+
+async def _run_in_file(
+    target: Target, schedule: Schedule, path: str, writer: Writer, limits: CycleLimits
+) -> CycleResult:
+    hooks = Hooks()
+    deliveries: list[Delivery] = []
+    state = _Follower()
+    caught_up = trio.Event()
+
+    def deliver(raw: bytes) -> None:
+        deliveries.append(Delivery(raw, trio.current_time()))
+        hooks.advance()
+        if writer.exiting and len(deliveries) >= len(writer.ledger):
+            caught_up.set()
+
+    ctx = FollowContext(
+        path=path,
+        writer_done=Signal(),
+        rotated=Channel(1),
+        hooks=hooks,
+        rng=random.Random(schedule.follower_seed),
+        deliver=deliver,
+        ready=state.ready.set,
+    )
+    landed = _attach_faults(hooks, writer, schedule.faults)
+
+    hung = False
+    async with trio.open_nursery() as nursery:
+        scope = trio.CancelScope()
+        nursery.start_soon(_run_follower, target, ctx, state, scope)
+        started = await _wait_until_ready(state, limits.max_wait)
+        if started and not state.done.is_set():
+            await writer.write_lines(list(schedule.gaps))
+            writer.exiting = True
+            if schedule.catch_up and len(deliveries) < len(writer.ledger):
+                # A follower that never catches up is judged later; waiting longer
+                # than the hang deadline here would only slow the run down.
+                with trio.move_on_after(limits.deadline):
+                    await caught_up.wait()
+            if schedule.settle > 0:
+                await trio.sleep(schedule.settle)
+        exited_at = trio.current_time()
+        await hooks.fire(HookPoint.AFTER_EXIT)
+        ctx.writer_done.close()
+        if not started or await _wait_or_hang(state, hooks, limits):
+            hung = True
+        if hung:
+            scope.cancel()
+
+    hang_detail = ""
+    if hung:
+        passed = max(hooks.fired_at, key=hooks.fired_at.__getitem__, default=None)
+        where = f", last hook point passed: {passed.value}" if passed else ""
+        hang_detail = (
+            f"no progress for {limits.deadline:g} s after the writer exited"
+            f" ({len(deliveries)} lines delivered{where})"
+        )
+    return _verdict(
+        target, schedule, writer, deliveries, state, hooks, landed, exited_at, hang_detail
+    )
+
+
+def _verdict(
+    target: Target,
+    schedule: Schedule,
+    writer: Writer,
+    deliveries: list[Delivery],
+    state: _Follower,
+    hooks: Hooks,
+    landed: list[float],
+    exited_at: float,
+    hang_detail: str,
+) -> CycleResult:
+    hung = bool(hang_detail)
+    finished = not hung and state.error is None
+    required_before = state.finished_at if finished else None
+    lines = check_lines(writer.ledger, deliveries, required_before=required_before)
+
+    findings = set()
+    detail = ""
+    if hung:
+        findings.add(results.HANG)
+        detail = hang_detail
+    elif state.error is not None:
+        findings.add(results.CRASH)
+        detail = f"follower raised {type(state.error).__name__}: {state.error}"
+    if lines.lost:
+        findings.add(results.LOST)
+    if lines.duplicated:
+        findings.add(results.DUPLICATE)
+    if lines.reordered:
+        findings.add(results.REORDER)
+    if lines.torn:
+        findings.add(results.TORN)
+
+    exit_latency = state.finished_at - exited_at if finished and state.finished_at else None
+    return CycleResult(
+        target=target.name,
+        seed=schedule.seed,
+        cycle=schedule.cycle,
+        findings=frozenset(findings),
+        faults=tuple(fault.describe() for fault in schedule.faults),
+        fault_kinds=tuple(fault.kind for fault in schedule.faults),
+        window_hit=_window_hit(landed, exited_at, hooks, state),
+        lines_written=len(writer.ledger),
+        lines_read=lines.read,
+        lines_lost=lines.lost,
+        lines_duplicated=lines.duplicated,
+        lines_reordered=lines.reordered,
+        lines_torn=lines.torn,
+        delivery_latencies=lines.latencies,
+        exit_latency=exit_latency,
+        detail=detail,
+    )

@@ -1,0 +1,178 @@
+"""The engine: run many cycles at once in one trio nursery, bounded in count or time."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import itertools
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+import trio
+
+from stressor.cycle import CycleLimits, run_cycle
+from stressor.results import CycleResult
+from stressor.scenario import ConfigError, Scenario
+from stressor.schedule import make_schedule
+from stressor.targets import get_target
+
+log = logging.getLogger(__name__)
+
+
+class RunObserver(Protocol):
+    """Receives cycle starts and ends while a run goes on (metrics, progress)."""
+
+    def cycle_started(self, target: str) -> None: ...
+
+    def cycle_finished(self, result: CycleResult) -> None: ...
+
+    def cycle_abandoned(self, target: str) -> None: ...
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """What a run produced so far; it stays valid when the run is cancelled midway."""
+
+    scenario: Scenario
+    started_at: datetime.datetime = dataclasses.field(
+        default_factory=lambda: datetime.datetime.now(datetime.UTC)
+    )
+    finished_at: datetime.datetime | None = None
+    results: list[CycleResult] = dataclasses.field(default_factory=list)
+    interrupted: bool = False
+
+
+INOTIFY_INSTANCES_LIMIT = "/proc/sys/fs/inotify/max_user_instances"
+
+# Instances kept free for the rest of the machine (editors, system services).
+INOTIFY_INSTANCES_SPARE = 8
+
+
+def _inotify_instances_in_use() -> int:
+    """Count this process's inotify instances; other processes of the user are not seen."""
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == "anon_inode:inotify":
+                count += 1
+        except OSError:
+            continue
+    return count
+
+
+def check_inotify_capacity(concurrency: int) -> None:
+    """Raise ``ConfigError`` when ``concurrency`` followers could not each get an inotify instance.
+
+    Each follower built on inotify opens its own instance, as ``docker logs -f`` does,
+    and the kernel caps instances per user. Hitting that cap mid-run would make
+    healthy followers fail, so the run is rejected before it starts.
+    """
+    try:
+        with open(INOTIFY_INSTANCES_LIMIT) as file:
+            limit = int(file.read())
+    except (OSError, ValueError):
+        return
+    available = limit - _inotify_instances_in_use() - INOTIFY_INSTANCES_SPARE
+    if concurrency > available:
+        raise ConfigError(
+            "--concurrency",
+            concurrency,
+            f"at most {available} followers can each open an inotify instance"
+            f" (fs.inotify.max_user_instances = {limit}); lower --concurrency or raise the"
+            f" limit, e.g. sysctl fs.inotify.max_user_instances={max(1024, 2 * concurrency)}",
+        )
+
+
+def _jobs(scenario: Scenario) -> Iterator[tuple[str, int]]:
+    """Yield (target, cycle index) pairs, all targets at each index before the next."""
+    indices = range(scenario.cycles) if scenario.cycles is not None else itertools.count()
+    for index in indices:
+        for name in scenario.targets:
+            yield name, index
+
+
+async def run_stress(
+    scenario: Scenario, record: RunRecord, observers: Sequence[RunObserver] = ()
+) -> None:
+    """Run the scenario's cycles, appending each result to ``record`` as it finishes.
+
+    Cycles run in a private temporary directory (mode 0700) that is removed at the
+    end, also when the run is cancelled. A cancelled run leaves the cycles that
+    finished in ``record`` and reports the others to ``observers`` as abandoned.
+    """
+    check_inotify_capacity(scenario.concurrency)
+    limits = CycleLimits(deadline=scenario.deadline, max_wait=scenario.max_wait)
+    jobs = _jobs(scenario)
+    stop_at = None
+    if scenario.duration is not None:
+        stop_at = trio.current_time() + scenario.duration
+    directory = tempfile.mkdtemp(prefix="stressor-")
+    log.info(
+        "run started: seed %d, targets %s, concurrency %d, directory %s",
+        scenario.seed,
+        ",".join(scenario.targets),
+        scenario.concurrency,
+        directory,
+    )
+
+    async def worker() -> None:
+        for name, index in jobs:
+            if stop_at is not None and trio.current_time() >= stop_at:
+                return
+            await _one_cycle(scenario, name, index, directory, limits, record, observers)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for _ in range(scenario.concurrency):
+                nursery.start_soon(worker)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+        record.finished_at = datetime.datetime.now(datetime.UTC)
+        log.info("run finished: seed %d, %d cycles", scenario.seed, len(record.results))
+
+
+async def _one_cycle(
+    scenario: Scenario,
+    name: str,
+    index: int,
+    directory: str,
+    limits: CycleLimits,
+    record: RunRecord,
+    observers: Sequence[RunObserver],
+) -> None:
+    schedule = make_schedule(
+        scenario.seed,
+        index,
+        lines=scenario.lines,
+        max_gap=scenario.max_gap,
+        catch_up=scenario.catch_up,
+        settle=scenario.settle,
+        points=scenario.points,
+        fault_probability=scenario.fault_probability,
+    )
+    for observer in observers:
+        observer.cycle_started(name)
+    try:
+        result = await run_cycle(get_target(name), schedule, directory, limits)
+    except BaseException:
+        for observer in observers:
+            observer.cycle_abandoned(name)
+        raise
+
+    record.results.append(result)
+    if result.findings:
+        log.info(
+            "finding: target %s, seed %d, cycle %d, outcome %s, faults %s%s",
+            name,
+            scenario.seed,
+            index,
+            result.outcome,
+            ",".join(result.faults) or "none",
+            f": {result.detail}" if result.detail else "",
+        )
+    for observer in observers:
+        observer.cycle_finished(result)

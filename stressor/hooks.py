@@ -1,0 +1,68 @@
+"""Named points inside a follower where the fault injector acts, and its progress count.
+
+Watchers and the cycle call ``Hooks.fire`` at fixed moments. The injector attaches
+an action to a point, and the action runs the first time that point fires in the
+cycle, inside the follower's own task, so the fault lands exactly there.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+
+import trio
+
+Action = Callable[[], Awaitable[None]]
+
+
+class HookPoint(enum.Enum):
+    """Moments of a cycle where a fault can be injected."""
+
+    AFTER_EXIT = "after-exit"
+    """The writer has exited and the follower has not been told yet."""
+
+    BEFORE_REMOVE = "before-remove"
+    """The follower is about to remove its watch (before ``inotify_rm_watch``)."""
+
+    AFTER_REMOVE = "after-remove"
+    """The follower's watch removal returned and the follower has not finished yet."""
+
+
+def parse_hook_point(text: str) -> HookPoint:
+    """Return the hook point named ``text``; raise ``ValueError`` naming the choices."""
+    for point in HookPoint:
+        if point.value == text:
+            return point
+    choices = ", ".join(point.value for point in HookPoint)
+    raise ValueError(f"unknown hook point {text!r}: choose one of {choices}")
+
+
+class Hooks:
+    """Hook points of one cycle, with the time each first fired and a progress count.
+
+    ``progress`` counts observable steps of the follower: events read, lines
+    delivered, hook points passed. The hang detector compares it over time, so a
+    follower that is slow under load is told apart from one that is stuck.
+    """
+
+    def __init__(self) -> None:
+        self._actions: dict[HookPoint, list[Action]] = {}
+        self.fired_at: dict[HookPoint, float] = {}
+        self.progress = 0
+
+    def on(self, point: HookPoint, action: Action) -> None:
+        """Run ``action`` the first time ``point`` fires."""
+        self._actions.setdefault(point, []).append(action)
+
+    def advance(self) -> None:
+        """Count one step of observable progress."""
+        self.progress += 1
+
+    async def fire(self, point: HookPoint) -> None:
+        """Record that ``point`` was reached and run the actions attached to it."""
+        self.progress += 1
+        if point in self.fired_at:
+            return
+        self.fired_at[point] = trio.current_time()
+        for action in self._actions.pop(point, []):
+            await action()

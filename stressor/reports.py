@@ -1,0 +1,117 @@
+"""Reports of a finished run: the JSON report and the summary table."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+
+from stressor.summary import TargetSummary, quantiles
+
+REPORT_FORMAT = 1
+
+
+def target_report(summary: TargetSummary, problems: list[str]) -> dict[str, object]:
+    """Return the JSON-ready report of one target."""
+    return {
+        "cycles": summary.cycles,
+        "passed": not problems,
+        "problems": problems,
+        "outcomes": dict(summary.outcomes),
+        "findings": dict(summary.findings),
+        "window_hits": summary.window_hits,
+        "lines": {
+            "written": summary.lines_written,
+            "read": summary.lines_read,
+            "lost": summary.lines_lost,
+            "duplicated": summary.lines_duplicated,
+            "reordered": summary.lines_reordered,
+            "torn": summary.lines_torn,
+        },
+        "delivery_latency_seconds": quantiles(summary.delivery_latencies),
+        "exit_latency_seconds": quantiles(summary.exit_latencies),
+        "hangs": [
+            {
+                "seed": hang.seed,
+                "cycle": hang.cycle,
+                "faults": list(hang.faults),
+                "detail": hang.detail,
+            }
+            for hang in summary.hangs
+        ],
+    }
+
+
+def build_report(
+    *,
+    run: Mapping[str, object],
+    summaries: Mapping[str, TargetSummary],
+    problems: Mapping[str, list[str]],
+) -> dict[str, object]:
+    """Return the whole JSON report: the fields of ``run`` first, then one entry per target."""
+    targets = {name: target_report(summary, problems[name]) for name, summary in summaries.items()}
+    passed = all(report["passed"] for report in targets.values()) and not run.get("interrupted")
+    return {"format": REPORT_FORMAT, **run, "passed": passed, "targets": targets}
+
+
+def write_report(path: str, report: Mapping[str, object]) -> None:
+    """Write ``report`` as JSON to ``path`` atomically, so a reader never sees half a file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(prefix=".stressor-report-", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as file:
+            json.dump(report, file, indent=2)
+            file.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _milliseconds(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.2f}"
+
+
+def format_table(summaries: Mapping[str, TargetSummary], problems: Mapping[str, list[str]]) -> str:
+    """Return the summary table: one row per target, latencies in milliseconds."""
+    header = (
+        "target", "cycles", "ok", "hang", "lost", "dup", "reorder", "torn", "crash",
+        "window", "deliv p50", "deliv p99", "exit p50", "exit p99", "result",
+    )  # fmt: skip
+    rows = [header]
+    for name, summary in summaries.items():
+        delivery = quantiles(summary.delivery_latencies)
+        exit_ = quantiles(summary.exit_latencies)
+        outcomes = summary.outcomes
+        rows.append(
+            (
+                name,
+                str(summary.cycles),
+                str(outcomes["ok"]),
+                str(outcomes["hang"]),
+                str(outcomes["lost"]),
+                str(outcomes["duplicate"]),
+                str(outcomes["reorder"]),
+                str(outcomes["torn"]),
+                str(outcomes["crash"]),
+                str(summary.window_hits),
+                _milliseconds(delivery["p50"]),
+                _milliseconds(delivery["p99"]),
+                _milliseconds(exit_["p50"]),
+                _milliseconds(exit_["p99"]),
+                "pass" if not problems[name] else "FAIL",
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    lines.append(
+        "latencies in ms; window = cycles whose fault landed between writer exit and watch removal"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,217 @@
+"""Scenarios: what a run stresses, for how long, with which faults and expectations.
+
+A scenario is checked once, when it is built; every invalid value raises
+``ConfigError`` naming the option, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+
+from stressor.hooks import HookPoint, parse_hook_point
+from stressor.results import FINDINGS
+from stressor.targets import BUILTIN_TARGETS
+
+MAX_CONCURRENCY = 4096
+MAX_LINES = 100_000
+MAX_SEED = 2**64 - 1
+DEFAULT_METRICS_PORT = 9466
+
+
+class ConfigError(ValueError):
+    """An invalid option or setting; the message names it, shows the value and says the fix."""
+
+    def __init__(self, option: str, value: object, fix: str) -> None:
+        super().__init__(f"{option}: invalid value {value!r}: {fix}")
+        self.option = option
+        self.value = value
+
+
+@dataclasses.dataclass(frozen=True)
+class Expectation:
+    """What one target must show: ``expect`` must appear at least once, ``allow`` may appear.
+
+    A finding that is in neither set fails the target.
+    """
+
+    expect: frozenset[str] = frozenset()
+    allow: frozenset[str] = frozenset()
+
+
+# What the built-in models are known to do under the default faults.
+BUILTIN_EXPECTATIONS = {
+    "docker-1.12.1": Expectation(expect=frozenset({"hang"}), allow=frozenset({"lost"})),
+    "docker-1.13.0": Expectation(allow=frozenset({"lost"})),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """A complete, checked description of one run.
+
+    Attributes:
+        targets: names of the followers under test.
+        cycles: cycles per target; exactly one of ``cycles`` and ``duration`` is set.
+        duration: seconds during which new cycles start.
+        concurrency: cycles running at once.
+        seed: the run seed; every random choice derives from it and the cycle index.
+        lines: lines the writer writes per cycle before it exits.
+        max_gap: largest pause before each line, in seconds.
+        catch_up: whether the writer waits for the follower to deliver its lines before
+            it exits, so the exit finds the follower idle, as a quiet container does.
+        settle: pause after the writer's last line before it exits, in seconds.
+        points: hook points where late writes land; one is drawn per cycle.
+        fault_probability: chance that a cycle gets a late write.
+        deadline: seconds without progress after the writer's exit that make a hang.
+        max_wait: seconds after the writer's exit after which a cycle ends as a hang.
+        expectations: per target; a target without an entry must show no finding.
+        metrics_port: port of the metrics endpoint on 127.0.0.1, 0 for none.
+    """
+
+    targets: tuple[str, ...] = tuple(BUILTIN_TARGETS)
+    cycles: int | None = None
+    duration: float | None = 12.0
+    concurrency: int = 16
+    seed: int = 0
+    lines: int = 10
+    max_gap: float = 0.0005
+    catch_up: bool = True
+    settle: float = 0.001
+    points: tuple[HookPoint, ...] = tuple(HookPoint)
+    fault_probability: float = 1.0
+    deadline: float = 1.0
+    max_wait: float = 10.0
+    expectations: dict[str, Expectation] = dataclasses.field(
+        default_factory=lambda: dict(BUILTIN_EXPECTATIONS)
+    )
+    metrics_port: int = DEFAULT_METRICS_PORT
+
+    def __post_init__(self) -> None:
+        _check_targets(self.targets)
+        _check_length(self.cycles, self.duration)
+        _check_int("--concurrency", self.concurrency, 1, MAX_CONCURRENCY)
+        _check_int("--seed", self.seed, 0, MAX_SEED)
+        _check_int("--lines", self.lines, 0, MAX_LINES)
+        _check_int("--metrics-port", self.metrics_port, 0, 65535)
+        _check_seconds("--max-gap", self.max_gap, allow_zero=True)
+        _check_seconds("--settle", self.settle, allow_zero=True)
+        _check_seconds("--deadline", self.deadline, allow_zero=False)
+        _check_seconds("--max-wait", self.max_wait, allow_zero=False)
+        if self.max_wait < self.deadline:
+            raise ConfigError(
+                "--max-wait", self.max_wait, f"must be at least --deadline ({self.deadline:g})"
+            )
+        if not 0.0 <= self.fault_probability <= 1.0:
+            raise ConfigError(
+                "--fault-probability", self.fault_probability, "must be between 0 and 1"
+            )
+        for name, expectation in self.expectations.items():
+            _check_expectation(name, expectation)
+
+    def expectation_for(self, target: str) -> Expectation:
+        """Return the expectation of ``target``; without one it must show no finding."""
+        return self.expectations.get(target, Expectation())
+
+
+def new_seed() -> int:
+    """Return a fresh random run seed, for runs that were not given one."""
+    return secrets.randbits(32)
+
+
+def parse_points(texts: list[str]) -> tuple[HookPoint, ...]:
+    """Parse ``--point`` values; raise ``ConfigError`` for an unknown one."""
+    points = []
+    for text in texts:
+        try:
+            points.append(parse_hook_point(text))
+        except ValueError as error:
+            raise ConfigError("--point", text, str(error).split(": ", 1)[1]) from None
+    return tuple(dict.fromkeys(points))
+
+
+def parse_outcome_option(option: str, text: str) -> tuple[str, str]:
+    """Parse ``NAME=OUTCOME`` of ``--expect`` or ``--allow`` into (target, outcome)."""
+    name, sep, outcome = text.partition("=")
+    if not sep or not name or not outcome:
+        raise ConfigError(option, text, "write it as TARGET=OUTCOME, e.g. docker-1.12.1=hang")
+    if name not in BUILTIN_TARGETS:
+        raise ConfigError(option, text, f"unknown target {name!r}; {_target_choices()}")
+    if outcome not in FINDINGS:
+        raise ConfigError(option, text, f"unknown outcome {outcome!r}; {_outcome_choices()}")
+    return name, outcome
+
+
+def build_expectations(
+    targets: tuple[str, ...], expect: list[tuple[str, str]], allow: list[tuple[str, str]]
+) -> dict[str, Expectation]:
+    """Combine the built-in expectations with ``--expect`` and ``--allow`` pairs.
+
+    A target named in any ``--expect`` or ``--allow`` pair loses its built-in
+    expectation, so the command line states it in full.
+    """
+    named = {name for name, _ in expect + allow}
+    for name in named:
+        if name not in targets:
+            raise ConfigError(
+                "--expect/--allow", name, f"the target is not part of the run; add --target {name}"
+            )
+    result = {
+        name: expectation
+        for name, expectation in BUILTIN_EXPECTATIONS.items()
+        if name in targets and name not in named
+    }
+    for name in named:
+        result[name] = Expectation(
+            expect=frozenset(outcome for target, outcome in expect if target == name),
+            allow=frozenset(outcome for target, outcome in allow if target == name),
+        )
+    return result
+
+
+def _target_choices() -> str:
+    return "choose one of " + ", ".join(BUILTIN_TARGETS) + " (see `stressor targets`)"
+
+
+def _outcome_choices() -> str:
+    return "choose one of " + ", ".join(FINDINGS)
+
+
+def _check_targets(targets: tuple[str, ...]) -> None:
+    if not targets:
+        raise ConfigError("--target", "", f"name at least one target; {_target_choices()}")
+    for name in targets:
+        if name not in BUILTIN_TARGETS:
+            raise ConfigError("--target", name, _target_choices())
+    if len(set(targets)) != len(targets):
+        raise ConfigError("--target", ",".join(targets), "name each target only once")
+
+
+def _check_length(cycles: int | None, duration: float | None) -> None:
+    if (cycles is None) == (duration is None):
+        raise ConfigError("--cycles/--duration", (cycles, duration), "give exactly one of them")
+    if cycles is not None:
+        _check_int("--cycles", cycles, 1, 10**9)
+    if duration is not None:
+        _check_seconds("--duration", duration, allow_zero=False)
+
+
+def _check_int(option: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(option, value, f"must be an integer from {low} to {high}")
+
+
+def _check_seconds(option: str, value: object, *, allow_zero: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(option, value, "must be a number of seconds")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(option, value, "must be a finite number of seconds")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = "0 or more" if allow_zero else "more than 0"
+        raise ConfigError(option, value, f"must be {bound} seconds")
+
+
+def _check_expectation(name: str, expectation: Expectation) -> None:
+    for outcome in expectation.expect | expectation.allow:
+        if outcome not in FINDINGS:
+            raise ConfigError("--expect/--allow", f"{name}={outcome}", _outcome_choices())
