@@ -6,7 +6,6 @@ import dataclasses
 import datetime
 import itertools
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -19,6 +18,7 @@ from stressor.results import CycleResult
 from stressor.scenario import ConfigError, Scenario
 from stressor.schedule import make_schedule
 from stressor.targets import get_target
+from stressor.watchers import inotify
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +52,6 @@ INOTIFY_INSTANCES_LIMIT = "/proc/sys/fs/inotify/max_user_instances"
 INOTIFY_INSTANCES_SPARE = 8
 
 
-def _inotify_instances_in_use() -> int:
-    """Count this process's inotify instances; other processes of the user are not seen."""
-    count = 0
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{name}") == "anon_inode:inotify":
-                count += 1
-        except OSError:
-            continue
-    return count
-
-
 def check_inotify_capacity(concurrency: int) -> None:
     """Raise ``ConfigError`` when ``concurrency`` followers could not each get an inotify instance.
 
@@ -76,7 +64,7 @@ def check_inotify_capacity(concurrency: int) -> None:
             limit = int(file.read())
     except (OSError, ValueError):
         return
-    available = limit - _inotify_instances_in_use() - INOTIFY_INSTANCES_SPARE
+    available = limit - inotify.count_instances() - INOTIFY_INSTANCES_SPARE
     if concurrency > available:
         raise ConfigError(
             "--concurrency",

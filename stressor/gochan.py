@@ -16,25 +16,33 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 import trio
 
 T = TypeVar("T")
 
 
-class _Waitable:
-    """Base of everything a ``select`` can wait on: keeps the parked selects to wake."""
+class Case:
+    """Base of everything a ``select`` can wait on; keeps the parked selects to wake."""
 
     def __init__(self) -> None:
         self._selects: set[trio.lowlevel.ParkingLot] = set()
+
+    def ready(self) -> bool:
+        """Tell whether ``take`` would complete now."""
+        raise NotImplementedError
+
+    def take(self) -> object:
+        """Complete the case without blocking and return the received value."""
+        raise NotImplementedError
 
     def _wake_selects(self) -> None:
         for lot in list(self._selects):
             lot.unpark_all()
 
 
-class Channel(_Waitable, Generic[T]):
+class Channel(Case, Generic[T]):
     """A Go channel of the given capacity, backed by a trio memory channel."""
 
     def __init__(self, capacity: int = 0) -> None:
@@ -69,7 +77,7 @@ class Channel(_Waitable, Generic[T]):
         return self._receive_end.receive_nowait()
 
 
-class Signal(_Waitable):
+class Signal(Case):
     """A channel that is only ever closed, Go's ``done`` idiom: ready forever once closed."""
 
     def __init__(self) -> None:
@@ -98,7 +106,7 @@ class Signal(_Waitable):
         return None
 
 
-class Always(_Waitable):
+class Always(Case):
     """A case that is always ready, such as a send on a channel with room in its buffer."""
 
     def ready(self) -> bool:
@@ -108,16 +116,6 @@ class Always(_Waitable):
     def take(self) -> None:
         """Complete the case, which yields nothing."""
         return None
-
-
-class Case(Protocol):
-    """What ``select`` needs from each case."""
-
-    _selects: set[trio.lowlevel.ParkingLot]
-
-    def ready(self) -> bool: ...
-
-    def take(self) -> object: ...
 
 
 async def select(cases: Sequence[Case], rng: random.Random) -> tuple[int, object]:

@@ -76,10 +76,10 @@ def summarize(
 
 def quantiles(values: Sequence[float]) -> dict[str, float | None]:
     """Return p50, p90, p99 (nearest rank) and max of ``values``; None for each when empty."""
-    if not values:
-        return {name: None for name, _ in QUANTILES} | {"max": None}
-    ordered = sorted(values)
     result: dict[str, float | None] = {}
+    if not values:
+        return dict.fromkeys([name for name, _ in QUANTILES] + ["max"])
+    ordered = sorted(values)
     for name, fraction in QUANTILES:
         rank = max(1, math.ceil(fraction * len(ordered)))
         result[name] = ordered[rank - 1]

@@ -27,7 +27,7 @@ import os
 
 import trio
 
-from stressor.gochan import Always, Signal, select
+from stressor.gochan import Always, Case, Signal, select
 from stressor.targets.base import READ_CHUNK, FollowContext
 from stressor.watchers.event import Op
 from stressor.watchers.fsnotify import FsnotifyWatcher, open_fsnotify_watcher
@@ -158,7 +158,7 @@ class Docker1121:
     async def _loop(self, ctx: FollowContext, file: _OpenFile, watcher: FsnotifyWatcher) -> None:
         decoder = JsonDecoder(file.fd)
         retries = 0
-        cases = [watcher.events, watcher.errors, ctx.writer_done, ctx.rotated]
+        cases: list[Case] = [watcher.events, watcher.errors, ctx.writer_done, ctx.rotated]
         while True:
             status, line = decoder.decode()
             if status is DecodeStatus.SYNTAX_ERROR and retries <= MAX_DECODE_RETRIES:
@@ -267,7 +267,7 @@ class Docker1130:
         self, ctx: FollowContext, file: _OpenFile, watcher: FsnotifyWatcher, cancelled: Signal
     ) -> JsonDecoder | None:
         """Wait for something to read; return a fresh decoder, or None when the loop ends."""
-        cases = [watcher.events, watcher.errors, cancelled]
+        cases: list[Case] = [watcher.events, watcher.errors, cancelled]
         while True:
             index, value = await select(cases, ctx.rng)
             if cases[index] is cancelled:

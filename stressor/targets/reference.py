@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from stressor.gochan import select
+from stressor.gochan import Case, select
 from stressor.targets.base import FollowContext, LineReader
 from stressor.watchers.kernel import open_inotify_watcher
 
@@ -28,7 +28,7 @@ class ReferenceFollower:
                 watcher.add(ctx.path)
                 ctx.ready()
                 reader = LineReader(fd)
-                cases = [watcher.events, watcher.errors, ctx.writer_done]
+                cases: list[Case] = [watcher.events, watcher.errors, ctx.writer_done]
                 while True:
                     self._deliver(ctx, reader)
                     index, _ = await select(cases, ctx.rng)

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import trio
 
@@ -108,7 +109,7 @@ class FsnotifyWatcher:
             return True
         return await self._hand_over(self.events, event)
 
-    async def _hand_over(self, channel: Channel, value: object) -> bool:
+    async def _hand_over(self, channel: Channel[Any], value: object) -> bool:
         """Send ``value`` unless ``done`` closes first; return whether it was sent."""
         async with trio.open_nursery() as nursery:
             sent = False

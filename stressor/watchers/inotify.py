@@ -104,7 +104,7 @@ def _raise_errno(call: str, path: str | None = None) -> None:
 
 def init() -> int:
     """Create a non-blocking, close-on-exec inotify instance and return its descriptor."""
-    fd = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+    fd: int = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
     if fd < 0:
         _raise_errno("inotify_init1")
     return fd
@@ -112,7 +112,7 @@ def init() -> int:
 
 def add_watch(fd: int, path: str, mask: int) -> int:
     """Add or replace the watch on ``path`` and return its watch descriptor."""
-    wd = _libc.inotify_add_watch(fd, os.fsencode(path), mask)
+    wd: int = _libc.inotify_add_watch(fd, os.fsencode(path), mask)
     if wd < 0:
         _raise_errno("inotify_add_watch", path)
     return wd
@@ -148,3 +148,15 @@ def read_events(fd: int) -> list[RawEvent]:
             return []
         raise
     return parse_events(buffer)
+
+
+def count_instances() -> int:
+    """Count this process's open inotify instances; other processes are not seen."""
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        count += target == "anon_inode:inotify"
+    return count
