@@ -34,6 +34,7 @@ from stressor.scenario import (
     parse_outcome_option,
     parse_points,
 )
+from stressor.scenario_file import ScenarioFile, load_scenario_file
 from stressor.summary import summarize
 from stressor.targets import BUILTIN_TARGETS
 
@@ -71,6 +72,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run a bounded stress (the embedded default scenario without options)",
         description="Run cycles against followers and judge them against their expectations.",
     )
+    run.add_argument(
+        "scenario", nargs="?", metavar="SCENARIO.toml",
+        help="scenario file; options given on the command line override it",
+    )  # fmt: skip
     _add_run_options(run)
     return parser
 
@@ -88,25 +93,21 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         "--duration", type=float, metavar="SECONDS",
         help="start new cycles for this many seconds (default: 12)",
     )  # fmt: skip
-    what.add_argument(
-        "--concurrency", type=int, default=16, metavar="K", help="cycles at once (default: 16)"
-    )
+    what.add_argument("--concurrency", type=int, metavar="K", help="cycles at once (default: 16)")
 
     cycle = run.add_argument_group("each cycle")
+    cycle.add_argument("--lines", type=int, metavar="N", help="lines per writer (default: 10)")
     cycle.add_argument(
-        "--lines", type=int, default=10, metavar="N", help="lines per writer (default: 10)"
-    )
-    cycle.add_argument(
-        "--max-gap", type=float, default=0.0005, metavar="SECONDS",
+        "--max-gap", type=float,  metavar="SECONDS",
         help="largest pause before each line, drawn uniformly (default: 0.0005)",
     )  # fmt: skip
     cycle.add_argument(
-        "--no-catch-up", dest="catch_up", action="store_false",
+        "--no-catch-up", dest="catch_up", action="store_false", default=None,
         help="let the writer exit at once instead of waiting until the follower"
         " delivered its lines (the wait is bounded by --deadline)",
     )  # fmt: skip
     cycle.add_argument(
-        "--settle", type=float, default=0.001, metavar="SECONDS",
+        "--settle", type=float,  metavar="SECONDS",
         help="pause after the last line (and the catch-up) before the writer exits"
         " (default: 0.001)",
     )  # fmt: skip
@@ -116,15 +117,15 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         " repeat for several, one is drawn per cycle (default: all three)",
     )  # fmt: skip
     cycle.add_argument(
-        "--fault-probability", type=float, default=1.0, metavar="P",
+        "--fault-probability", type=float,  metavar="P",
         help="chance that a cycle gets a late write (default: 1)",
     )  # fmt: skip
     cycle.add_argument(
-        "--deadline", type=float, default=1.0, metavar="SECONDS",
+        "--deadline", type=float,  metavar="SECONDS",
         help="a follower without progress this long after the writer's exit is hung (default: 1)",
     )  # fmt: skip
     cycle.add_argument(
-        "--max-wait", type=float, default=10.0, metavar="SECONDS",
+        "--max-wait", type=float,  metavar="SECONDS",
         help="a follower not done this long after the writer's exit is hung (default: 10)",
     )  # fmt: skip
 
@@ -139,7 +140,7 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     judging.add_argument("--report", metavar="FILE.json", help="write the JSON report here")
     judging.add_argument(
-        "--metrics-port", type=int, default=DEFAULT_METRICS_PORT, metavar="PORT",
+        "--metrics-port", type=int,  metavar="PORT",
         help="serve Prometheus metrics on 127.0.0.1:PORT, 0 for none"
         f" (default: {DEFAULT_METRICS_PORT})",
     )  # fmt: skip
@@ -150,33 +151,62 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+# Scenario field -> parsed option attribute, for options that map one to one.
+_OPTION_FIELDS = {
+    "concurrency": "concurrency",
+    "seed": "seed",
+    "lines": "lines",
+    "max_gap": "max_gap",
+    "catch_up": "catch_up",
+    "settle": "settle",
+    "fault_probability": "fault_probability",
+    "deadline": "deadline",
+    "max_wait": "max_wait",
+    "metrics_port": "metrics_port",
+}
+
+
 def scenario_from_args(args: argparse.Namespace) -> Scenario:
-    """Build the run's scenario from parsed options; raise ``ConfigError`` when invalid."""
-    targets = tuple(args.target) if args.target else tuple(BUILTIN_TARGETS)
+    """Build the run's scenario: defaults, then the scenario file, then the options.
+
+    Raises:
+        ConfigError: an option or a key of the file is invalid.
+    """
+    loaded = load_scenario_file(args.scenario) if args.scenario else ScenarioFile()
+    settings = dict(loaded.settings)
+    sources = dict(loaded.sources)
+
+    def override(field: str, value: object) -> None:
+        settings[field] = value
+        sources.pop(field, None)
+
+    for field, attribute in _OPTION_FIELDS.items():
+        value = getattr(args, attribute)
+        if value is not None:
+            override(field, value)
+    if args.target:
+        override("targets", tuple(args.target))
+    if args.cycles is not None:
+        override("cycles", args.cycles)
+        override("duration", None)
+    elif args.duration is not None:
+        override("duration", args.duration)
+        override("cycles", None)
+    elif "cycles" in settings and "duration" not in settings:
+        settings["duration"] = None
+    if args.point:
+        override("points", parse_points(args.point))
+    if "seed" not in settings:
+        settings["seed"] = new_seed()
+
+    targets = tuple(settings.get("targets", BUILTIN_TARGETS))
+    label = f"{args.scenario}: expect/allow" if args.scenario else "--expect/--allow"
+    layers = [(loaded.expect, loaded.allow, label)]
     expect = [parse_outcome_option("--expect", text) for text in args.expect]
     allow = [parse_outcome_option("--allow", text) for text in args.allow]
-    overrides: dict[str, object] = {}
-    if args.cycles is not None:
-        overrides = {"cycles": args.cycles, "duration": None}
-    elif args.duration is not None:
-        overrides = {"duration": args.duration}
-    if args.point:
-        overrides["points"] = parse_points(args.point)
-    return Scenario(
-        targets=targets,
-        concurrency=args.concurrency,
-        seed=new_seed() if args.seed is None else args.seed,
-        lines=args.lines,
-        max_gap=args.max_gap,
-        catch_up=args.catch_up,
-        settle=args.settle,
-        fault_probability=args.fault_probability,
-        deadline=args.deadline,
-        max_wait=args.max_wait,
-        expectations=build_expectations(targets, expect, allow),
-        metrics_port=args.metrics_port,
-        **overrides,  # type: ignore[arg-type]
-    )
+    layers.append((expect, allow, "--expect/--allow"))
+    settings["expectations"] = build_expectations(targets, layers)
+    return Scenario(**settings, sources=sources)
 
 
 @dataclasses.dataclass

@@ -86,28 +86,40 @@ class Scenario:
         default_factory=lambda: dict(BUILTIN_EXPECTATIONS)
     )
     metrics_port: int = DEFAULT_METRICS_PORT
+    sources: dict[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    """Where a field's value came from when not the command line, e.g. ``x.toml: writer.lines``."""
 
     def __post_init__(self) -> None:
-        _check_targets(self.targets)
-        _check_length(self.cycles, self.duration)
-        _check_int("--concurrency", self.concurrency, 1, MAX_CONCURRENCY)
-        _check_int("--seed", self.seed, 0, MAX_SEED)
-        _check_int("--lines", self.lines, 0, MAX_LINES)
-        _check_int("--metrics-port", self.metrics_port, 0, 65535)
-        _check_seconds("--max-gap", self.max_gap, allow_zero=True)
-        _check_seconds("--settle", self.settle, allow_zero=True)
-        _check_seconds("--deadline", self.deadline, allow_zero=False)
-        _check_seconds("--max-wait", self.max_wait, allow_zero=False)
+        label = self._label
+        _check_targets(label("targets"), self.targets)
+        _check_length(label("cycles"), label("duration"), self.cycles, self.duration)
+        _check_int(label("concurrency"), self.concurrency, 1, MAX_CONCURRENCY)
+        _check_int(label("seed"), self.seed, 0, MAX_SEED)
+        _check_int(label("lines"), self.lines, 0, MAX_LINES)
+        _check_int(label("metrics_port"), self.metrics_port, 0, 65535)
+        _check_seconds(label("max_gap"), self.max_gap, allow_zero=True)
+        _check_seconds(label("settle"), self.settle, allow_zero=True)
+        _check_seconds(label("deadline"), self.deadline, allow_zero=False)
+        _check_seconds(label("max_wait"), self.max_wait, allow_zero=False)
+        if not isinstance(self.catch_up, bool):
+            raise ConfigError(label("catch_up"), self.catch_up, "must be true or false")
         if self.max_wait < self.deadline:
             raise ConfigError(
-                "--max-wait", self.max_wait, f"must be at least --deadline ({self.deadline:g})"
+                label("max_wait"),
+                self.max_wait,
+                f"must be at least {label('deadline')} ({self.deadline:g})",
             )
-        if not 0.0 <= self.fault_probability <= 1.0:
-            raise ConfigError(
-                "--fault-probability", self.fault_probability, "must be between 0 and 1"
-            )
+        probability = self.fault_probability
+        if isinstance(probability, bool) or not isinstance(probability, (int, float)):
+            raise ConfigError(label("fault_probability"), probability, "must be a number")
+        if not 0.0 <= probability <= 1.0:
+            raise ConfigError(label("fault_probability"), probability, "must be between 0 and 1")
         for name, expectation in self.expectations.items():
-            _check_expectation(name, expectation)
+            _check_expectation(label("expectations"), name, expectation)
+
+    def _label(self, field: str) -> str:
+        """Name a field in an error the way the user set it: a file key or an option."""
+        return self.sources.get(field, "--" + field.replace("_", "-"))
 
     def expectation_for(self, target: str) -> Expectation:
         """Return the expectation of ``target``; without one it must show no finding."""
@@ -143,29 +155,29 @@ def parse_outcome_option(option: str, text: str) -> tuple[str, str]:
 
 
 def build_expectations(
-    targets: tuple[str, ...], expect: list[tuple[str, str]], allow: list[tuple[str, str]]
+    targets: tuple[str, ...],
+    layers: list[tuple[list[tuple[str, str]], list[tuple[str, str]], str]],
 ) -> dict[str, Expectation]:
-    """Combine the built-in expectations with ``--expect`` and ``--allow`` pairs.
+    """Combine the built-in expectations with layers of (expect, allow, label) pairs.
 
-    A target named in any ``--expect`` or ``--allow`` pair loses its built-in
-    expectation, so the command line states it in full.
+    Each layer (a scenario file, then the command line) replaces the whole
+    expectation of every target it names, so a layer states a target's
+    expectation in full.
     """
-    named = {name for name, _ in expect + allow}
-    for name in named:
-        if name not in targets:
-            raise ConfigError(
-                "--expect/--allow", name, f"the target is not part of the run; add --target {name}"
+    result = {name: e for name, e in BUILTIN_EXPECTATIONS.items() if name in targets}
+    for expect, allow, label in layers:
+        named = dict.fromkeys(name for name, _ in expect + allow)
+        for name in named:
+            if name not in BUILTIN_TARGETS:
+                raise ConfigError(label, name, f"unknown target; {_target_choices()}")
+            if name not in targets:
+                raise ConfigError(
+                    label, name, f"the target is not part of the run; add --target {name}"
+                )
+            result[name] = Expectation(
+                expect=frozenset(outcome for target, outcome in expect if target == name),
+                allow=frozenset(outcome for target, outcome in allow if target == name),
             )
-    result = {
-        name: expectation
-        for name, expectation in BUILTIN_EXPECTATIONS.items()
-        if name in targets and name not in named
-    }
-    for name in named:
-        result[name] = Expectation(
-            expect=frozenset(outcome for target, outcome in expect if target == name),
-            allow=frozenset(outcome for target, outcome in allow if target == name),
-        )
     return result
 
 
@@ -177,23 +189,28 @@ def _outcome_choices() -> str:
     return "choose one of " + ", ".join(FINDINGS)
 
 
-def _check_targets(targets: tuple[str, ...]) -> None:
+def _check_targets(label: str, targets: tuple[str, ...]) -> None:
+    label = label.replace("--targets", "--target")
     if not targets:
-        raise ConfigError("--target", "", f"name at least one target; {_target_choices()}")
+        raise ConfigError(label, "", f"name at least one target; {_target_choices()}")
     for name in targets:
-        if name not in BUILTIN_TARGETS:
-            raise ConfigError("--target", name, _target_choices())
+        if not isinstance(name, str) or name not in BUILTIN_TARGETS:
+            raise ConfigError(label, name, _target_choices())
     if len(set(targets)) != len(targets):
-        raise ConfigError("--target", ",".join(targets), "name each target only once")
+        raise ConfigError(label, ",".join(targets), "name each target only once")
 
 
-def _check_length(cycles: int | None, duration: float | None) -> None:
+def _check_length(
+    cycles_label: str, duration_label: str, cycles: int | None, duration: float | None
+) -> None:
     if (cycles is None) == (duration is None):
-        raise ConfigError("--cycles/--duration", (cycles, duration), "give exactly one of them")
+        raise ConfigError(
+            f"{cycles_label}/{duration_label}", (cycles, duration), "give exactly one of them"
+        )
     if cycles is not None:
-        _check_int("--cycles", cycles, 1, 10**9)
+        _check_int(cycles_label, cycles, 1, 10**9)
     if duration is not None:
-        _check_seconds("--duration", duration, allow_zero=False)
+        _check_seconds(duration_label, duration, allow_zero=False)
 
 
 def _check_int(option: str, value: object, low: int, high: int) -> None:
@@ -211,7 +228,8 @@ def _check_seconds(option: str, value: object, *, allow_zero: bool) -> None:
         raise ConfigError(option, value, f"must be {bound} seconds")
 
 
-def _check_expectation(name: str, expectation: Expectation) -> None:
+def _check_expectation(label: str, name: str, expectation: Expectation) -> None:
+    label = label.replace("--expectations", "--expect/--allow")
     for outcome in expectation.expect | expectation.allow:
         if outcome not in FINDINGS:
-            raise ConfigError("--expect/--allow", f"{name}={outcome}", _outcome_choices())
+            raise ConfigError(label, f"{name}={outcome}", _outcome_choices())

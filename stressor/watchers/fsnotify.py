@@ -143,4 +143,4 @@ async def open_fsnotify_watcher(
             watcher.close()
             nursery.cancel_scope.cancel()
     finally:
-        os.close(fd)
+        await inotify.close(fd)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 
 import trio
@@ -96,5 +95,4 @@ async def open_inotify_watcher(hooks: Hooks) -> AsyncIterator[InotifyWatcher]:
             yield watcher
             nursery.cancel_scope.cancel(reason="inotify watcher closed")
     finally:
-        trio.lowlevel.notify_closing(fd)
-        os.close(fd)
+        await inotify.close(fd)
