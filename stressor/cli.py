@@ -21,10 +21,11 @@ from prometheus_client import CollectorRegistry
 
 from stressor import __version__
 from stressor.engine import RunRecord, run_stress
+from stressor.exporter import serve_metrics
 from stressor.judge import judge
-from stressor.metrics import RunMetrics, serve_metrics
+from stressor.metrics import RunMetrics
 from stressor.progress import Progress
-from stressor.reports import build_report, format_table, write_report
+from stressor.reports import build_report, check_report_path, format_table, write_report
 from stressor.scenario import (
     DEFAULT_METRICS_PORT,
     ConfigError,
@@ -55,22 +56,42 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         if message.startswith("unrecognized arguments: "):
             unknown = message.split(": ", 1)[1].split()[0]
-            known = [option for action in self._actions for option in action.option_strings]
+            known = _option_strings(self)
             close = difflib.get_close_matches(unknown.split("=")[0], known, n=1)
             if close:
                 message += f" (did you mean {close[0]}?)"
         raise UsageError(f"{message}; see `{self.prog} --help`")
 
 
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """Return every option string of ``parser`` and of its subcommands."""
+    options = []
+    for action in parser._actions:
+        options += action.option_strings
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                options += _option_strings(subparser)
+    return options
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="stressor", description="Fault-injection stress runs for log followers.")
+    parser = _Parser(
+        prog="stressor",
+        description="Fault-injection stress runs for log followers.",
+        allow_abbrev=False,
+    )
     parser.add_argument("--version", action="version", version=f"stressor {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands.add_parser("targets", help="list the built-in targets, one per line")
+    # Abbreviated options are rejected, so a typo such as --cycle gets a hint
+    # instead of silently meaning --cycles.
+    commands.add_parser(
+        "targets", help="list the built-in targets, one per line", allow_abbrev=False
+    )
     run = commands.add_parser(
         "run",
         help="run a bounded stress (the embedded default scenario without options)",
         description="Run cycles against followers and judge them against their expectations.",
+        allow_abbrev=False,
     )
     run.add_argument(
         "scenario", nargs="?", metavar="SCENARIO.toml",
@@ -310,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
         scenario = scenario_from_args(args)
+        if args.report:
+            check_report_path(args.report)
         print(
             f"stressor {__version__}: seed {scenario.seed}, targets {', '.join(scenario.targets)}"
         )

@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 
+from stressor.scenario import ConfigError
 from stressor.summary import TargetSummary, quantiles
 
 REPORT_FORMAT = 1
@@ -53,6 +54,17 @@ def build_report(
     targets = {name: target_report(summary, problems[name]) for name, summary in summaries.items()}
     passed = all(report["passed"] for report in targets.values()) and not run.get("interrupted")
     return {"format": REPORT_FORMAT, **run, "passed": passed, "targets": targets}
+
+
+def check_report_path(path: str) -> None:
+    """Raise ``ConfigError`` now if the report could not be written at ``path`` later."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ConfigError("--report", path, "is a directory; give a file name such as out.json")
+    if not os.path.isdir(directory):
+        raise ConfigError("--report", path, f"directory {directory} does not exist; create it")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError("--report", path, f"directory {directory} is not writable")
 
 
 def write_report(path: str, report: Mapping[str, object]) -> None:

@@ -166,13 +166,13 @@ def build_expectations(
     """
     result = {name: e for name, e in BUILTIN_EXPECTATIONS.items() if name in targets}
     for expect, allow, label in layers:
-        named = dict.fromkeys(name for name, _ in expect + allow)
-        for name in named:
+        named = {name: f"{name}={outcome}" for name, outcome in expect + allow}
+        for name, given in named.items():
             if name not in BUILTIN_TARGETS:
-                raise ConfigError(label, name, f"unknown target; {_target_choices()}")
+                raise ConfigError(label, given, f"unknown target; {_target_choices()}")
             if name not in targets:
                 raise ConfigError(
-                    label, name, f"the target is not part of the run; add --target {name}"
+                    label, given, f"the target is not part of the run; add --target {name}"
                 )
             result[name] = Expectation(
                 expect=frozenset(outcome for target, outcome in expect if target == name),

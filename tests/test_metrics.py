@@ -13,7 +13,8 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from stressor import results
-from stressor.metrics import MAX_REQUEST_HEAD, RunMetrics, serve_metrics
+from stressor.exporter import MAX_REQUEST_HEAD, serve_metrics
+from stressor.metrics import RunMetrics
 from stressor.results import CycleResult
 
 # Upper bound of every test's run time, in seconds: far above the few milliseconds
@@ -462,7 +463,7 @@ async def test_serve_metrics_client_eof_no_response() -> None:
 
 async def test_serve_metrics_reset_client_logged(caplog: pytest.LogCaptureFixture) -> None:
     registry = CollectorRegistry()
-    caplog.set_level(logging.DEBUG, logger="stressor.metrics")
+    caplog.set_level(logging.DEBUG, logger="stressor.exporter")
     with trio.fail_after(TEST_LIMIT):
         async with trio.open_nursery() as nursery:
             port = await start_server(nursery, registry)
