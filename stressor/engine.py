@@ -35,7 +35,11 @@ class RunObserver(Protocol):
 
 @dataclasses.dataclass
 class RunRecord:
-    """What a run produced so far; it stays valid when the run is cancelled midway."""
+    """What a run produced so far; it stays valid when the run is cancelled midway.
+
+    A soak sets ``keep_results`` to False, so memory does not grow with the cycle
+    count; its observers keep what they need.
+    """
 
     scenario: Scenario
     started_at: datetime.datetime = dataclasses.field(
@@ -43,6 +47,8 @@ class RunRecord:
     )
     finished_at: datetime.datetime | None = None
     results: list[CycleResult] = dataclasses.field(default_factory=list)
+    keep_results: bool = True
+    finished_cycles: int = 0
     interrupted: bool = False
 
 
@@ -120,7 +126,7 @@ async def run_stress(
     finally:
         shutil.rmtree(directory, ignore_errors=True)
         record.finished_at = datetime.datetime.now(datetime.UTC)
-        log.info("run finished: seed %d, %d cycles", scenario.seed, len(record.results))
+        log.info("run finished: seed %d, %d cycles", scenario.seed, record.finished_cycles)
 
 
 async def _one_cycle(
@@ -151,16 +157,20 @@ async def _one_cycle(
             observer.cycle_abandoned(name)
         raise
 
-    record.results.append(result)
+    record.finished_cycles += 1
+    if record.keep_results:
+        record.results.append(result)
     if result.findings:
+        faults = ",".join(result.faults) or "none"
         log.info(
             "finding: target %s, seed %d, cycle %d, outcome %s, faults %s%s",
             name,
             scenario.seed,
             index,
             result.outcome,
-            ",".join(result.faults) or "none",
+            faults,
             f": {result.detail}" if result.detail else "",
+            extra={"repeat_key": (name, result.outcome, faults)},
         )
     for observer in observers:
         observer.cycle_finished(result)

@@ -66,7 +66,9 @@ class Scenario:
         deadline: seconds without progress after the writer's exit that make a hang.
         max_wait: seconds after the writer's exit after which a cycle ends as a hang.
         expectations: per target; a target without an entry must show no finding.
-        metrics_port: port of the metrics endpoint on 127.0.0.1, 0 for none.
+        metrics_port: port of the metrics endpoint, 0 for none.
+        endless: a soak: cycles go on until the run is stopped, unless ``duration``
+            or ``cycles`` bounds it.
     """
 
     targets: tuple[str, ...] = tuple(BUILTIN_TARGETS)
@@ -86,13 +88,15 @@ class Scenario:
         default_factory=lambda: dict(BUILTIN_EXPECTATIONS)
     )
     metrics_port: int = DEFAULT_METRICS_PORT
+    endless: bool = False
     sources: dict[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
     """Where a field's value came from when not the command line, e.g. ``x.toml: writer.lines``."""
 
     def __post_init__(self) -> None:
         label = self._label
         _check_targets(label("targets"), self.targets)
-        _check_length(label("cycles"), label("duration"), self.cycles, self.duration)
+        if not (self.endless and self.cycles is None and self.duration is None):
+            _check_length(label("cycles"), label("duration"), self.cycles, self.duration)
         _check_int(label("concurrency"), self.concurrency, 1, MAX_CONCURRENCY)
         _check_int(label("seed"), self.seed, 0, MAX_SEED)
         _check_int(label("lines"), self.lines, 0, MAX_LINES)

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -502,8 +501,8 @@ def test_report_hang_cycles_distinct(report: dict[str, object]) -> None:
 # --- signals ------------------------------------------------------------------------
 
 
-def _stressor_temp_dirs() -> set[str]:
-    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("stressor-")}
+def _stressor_temp_dirs(directory: Path) -> set[str]:
+    return {name for name in os.listdir(directory) if name.startswith("stressor-")}
 
 
 def _wait_for_progress(stderr: Path, limit: float) -> None:
@@ -522,7 +521,9 @@ def stopped_run(
     """Start a 60-second run, send the signal after about 3 s and return what followed."""
     number = request.param
     cwd = tmp_path_factory.mktemp("stopped-run")
-    temp_dirs_before = _stressor_temp_dirs()
+    # A private TMPDIR, so other stressor processes on the machine cannot interfere.
+    private_tmp = tmp_path_factory.mktemp("stopped-run-tmp")
+    temp_dirs_before = _stressor_temp_dirs(private_tmp)
     with (cwd / "stdout").open("w") as out, (cwd / "stderr").open("w") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "stressor", "run", "--duration", "60",
@@ -531,6 +532,7 @@ def stopped_run(
             stdout=out,
             stderr=err,
             start_new_session=True,
+            env={**os.environ, "TMPDIR": str(private_tmp)},
         )  # fmt: skip
         try:
             _wait_for_progress(cwd / "stderr", 3.0)
@@ -556,7 +558,7 @@ def stopped_run(
         "status": status,
         "stopped_after": stopped_after,
         "strays": strays,
-        "new_temp_dirs": _stressor_temp_dirs() - temp_dirs_before,
+        "new_temp_dirs": _stressor_temp_dirs(private_tmp) - temp_dirs_before,
         "report_text": report_path.read_text() if report_path.exists() else None,
         "stderr": (cwd / "stderr").read_text(),
     }
