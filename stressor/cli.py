@@ -11,24 +11,20 @@ import argparse
 import collections
 import logging
 import sys
-import tempfile
 from collections.abc import Sequence
 
 import prometheus_client
 import trio
 
 from stressor import __version__
-from stressor.cycle import CycleLimits, run_cycle
 from stressor.engine import check_inotify_capacity
-from stressor.judge import judge
 from stressor.logs import RepeatFilter, configure_logging
 from stressor.options import UsageError, build_parser, scenario_from_args
-from stressor.reports import build_report, check_report_path, format_table, write_report
+from stressor.replay import replay_cycle
+from stressor.reports import check_report_path, format_table, report_run, write_report
 from stressor.scenario import ConfigError, Scenario
-from stressor.schedule import make_schedule
 from stressor.session import Session, SessionOptions, run_session_sync
-from stressor.summary import summarize
-from stressor.targets import BUILTIN_TARGETS, get_target
+from stressor.targets import BUILTIN_TARGETS
 
 log = logging.getLogger("stressor")
 
@@ -43,29 +39,20 @@ def _print_targets() -> int:
     return EXIT_PASSED
 
 
-def _finish(session: Session, report_path: str | None) -> bool:
+def _finish(session: Session, report_path: str | None, scenario_path: str | None) -> bool:
     """Print the summary table, write the report and return whether the run passed."""
     record = session.record
-    scenario = record.scenario
-    summaries = summarize(scenario.targets, record.results)
-    problems = {name: judge(summaries[name], scenario.expectation_for(name)) for name in summaries}
-    run_fields = {
-        "stressor_version": __version__,
-        "seed": scenario.seed,
-        "started_at": record.started_at.isoformat(),
-        "finished_at": record.finished_at.isoformat() if record.finished_at else None,
-        "interrupted": record.interrupted,
-    }
-    report = build_report(run=run_fields, summaries=summaries, problems=problems)
-    print(format_table(summaries, problems))
-    for name in summaries:
-        for problem in problems[name]:
+    report = report_run(record, version=__version__, scenario_path=scenario_path)
+    print(format_table(report.summaries, report.problems))
+    for problems in report.problems.values():
+        for problem in problems:
             print(f"FAIL {problem}")
-    verdict = "passed" if report["passed"] else "FAILED"
-    print(f"seed {scenario.seed}: {verdict}" + (" (interrupted)" if record.interrupted else ""))
+    verdict = "passed" if report.passed else "FAILED"
+    seed = record.scenario.seed
+    print(f"seed {seed}: {verdict}" + (" (interrupted)" if record.interrupted else ""))
     if report_path:
-        write_report(report_path, report)
-    return bool(report["passed"])
+        write_report(report_path, report.document)
+    return report.passed
 
 
 def _push(url: str, session: Session) -> None:
@@ -83,7 +70,7 @@ def _run_command(args: argparse.Namespace, scenario: Scenario) -> int:
         progress=not args.quiet, scenario_path=args.scenario, textfile=args.textfile
     )
     session = run_session_sync(scenario, options)
-    passed = _finish(session, args.report)
+    passed = _finish(session, args.report, args.scenario)
     if args.pushgateway:
         _push(args.pushgateway, session)
     if session.signal_number is not None:
@@ -128,33 +115,6 @@ def _soak_command(args: argparse.Namespace, scenario: Scenario, repeat_filter: R
     return EXIT_FAILED if failed else EXIT_PASSED
 
 
-async def _replay(scenario: Scenario, target_name: str, cycle: int, repeat: int) -> list[str]:
-    schedule = make_schedule(
-        scenario.seed,
-        cycle,
-        lines=scenario.lines,
-        max_gap=scenario.max_gap,
-        catch_up=scenario.catch_up,
-        settle=scenario.settle,
-        points=scenario.points,
-        fault_probability=scenario.fault_probability,
-    )
-    limits = CycleLimits(deadline=scenario.deadline, max_wait=scenario.max_wait)
-    target = get_target(target_name)
-    expectation = scenario.expectation_for(target_name)
-    problems = []
-    print(f"replaying {target_name} seed {scenario.seed} cycle {cycle}: faults", end=" ")
-    print(", ".join(fault.describe() for fault in schedule.faults) or "none")
-    with tempfile.TemporaryDirectory(prefix="stressor-") as directory:
-        for attempt in range(1, repeat + 1):
-            result = await run_cycle(target, schedule, directory, limits)
-            detail = f" ({result.detail})" if result.detail else ""
-            print(f"attempt {attempt}: {result.outcome}{detail}")
-            tolerated = expectation.expect | expectation.allow
-            problems += sorted(result.findings - tolerated)
-    return problems
-
-
 def _replay_command(args: argparse.Namespace, scenario: Scenario) -> int:
     if args.target is None or len(args.target) != 1:
         raise ConfigError("--target", args.target, "name exactly one target to replay")
@@ -163,7 +123,7 @@ def _replay_command(args: argparse.Namespace, scenario: Scenario) -> int:
     if not 1 <= args.repeat <= 100_000:
         raise ConfigError("--repeat", args.repeat, "must be an integer from 1 to 100000")
     check_inotify_capacity(1)
-    problems = trio.run(_replay, scenario, args.target[0], args.cycle, args.repeat)
+    problems = trio.run(replay_cycle, scenario, args.target[0], args.cycle, args.repeat)
     return EXIT_FAILED if problems else EXIT_PASSED
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import itertools
 import logging
@@ -14,7 +13,7 @@ from typing import Protocol
 import trio
 
 from stressor.cycle import CycleLimits, run_cycle
-from stressor.results import CycleResult
+from stressor.results import CycleResult, RunRecord
 from stressor.scenario import ConfigError, Scenario
 from stressor.schedule import make_schedule
 from stressor.targets import get_target
@@ -31,25 +30,6 @@ class RunObserver(Protocol):
     def cycle_finished(self, result: CycleResult) -> None: ...
 
     def cycle_abandoned(self, target: str) -> None: ...
-
-
-@dataclasses.dataclass
-class RunRecord:
-    """What a run produced so far; it stays valid when the run is cancelled midway.
-
-    A soak sets ``keep_results`` to False, so memory does not grow with the cycle
-    count; its observers keep what they need.
-    """
-
-    scenario: Scenario
-    started_at: datetime.datetime = dataclasses.field(
-        default_factory=lambda: datetime.datetime.now(datetime.UTC)
-    )
-    finished_at: datetime.datetime | None = None
-    results: list[CycleResult] = dataclasses.field(default_factory=list)
-    keep_results: bool = True
-    finished_cycles: int = 0
-    interrupted: bool = False
 
 
 INOTIFY_INSTANCES_LIMIT = "/proc/sys/fs/inotify/max_user_instances"

@@ -6,46 +6,12 @@ import dataclasses
 import json
 import logging
 import os
-import shlex
 
+from stressor.replay import replay_command
 from stressor.results import CycleResult
 from stressor.scenario import Scenario
 
 log = logging.getLogger(__name__)
-
-
-# Scenario fields that shape a cycle's schedule or verdict -> the option that sets them.
-_SCHEDULE_OPTIONS = {
-    "lines": "--lines",
-    "max_gap": "--max-gap",
-    "settle": "--settle",
-    "fault_probability": "--fault-probability",
-    "deadline": "--deadline",
-    "max_wait": "--max-wait",
-}
-
-
-def replay_command(scenario: Scenario, result: CycleResult, scenario_path: str | None) -> str:
-    """Return the command that runs the finding's cycle again with the same schedule.
-
-    Settings that differ from the defaults are spelled out as options, so the
-    command is complete even when the run set them on its command line.
-    """
-    words = ["stressor", "replay"]
-    if scenario_path:
-        words.append(scenario_path)
-    words += ["--target", result.target, "--seed", str(result.seed), "--cycle", str(result.cycle)]
-    defaults = Scenario()
-    for field, option in _SCHEDULE_OPTIONS.items():
-        value = getattr(scenario, field)
-        if value != getattr(defaults, field):
-            words += [option, repr(value)]
-    if not scenario.catch_up:
-        words.append("--no-catch-up")
-    if scenario.points != defaults.points:
-        for point in scenario.points:
-            words += ["--point", point.value]
-    return shlex.join(words)
 
 
 class FindingsDirectory:
@@ -83,7 +49,9 @@ class FindingsDirectory:
         entry = dataclasses.asdict(result)
         entry["findings"] = sorted(result.findings)
         entry["outcome"] = result.outcome
-        entry["replay"] = replay_command(self._scenario, result, self._scenario_path)
+        entry["replay"] = replay_command(
+            self._scenario, result.target, result.seed, result.cycle, self._scenario_path
+        )
         try:
             with open(path, "w") as file:
                 json.dump(entry, file, indent=2)

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
+from stressor.judge import judge
+from stressor.replay import replay_command
+from stressor.results import RunRecord
 from stressor.scenario import ConfigError
-from stressor.summary import TargetSummary, quantiles
+from stressor.summary import TargetSummary, quantiles, summarize
 
 REPORT_FORMAT = 1
 
 
-def target_report(summary: TargetSummary, problems: list[str]) -> dict[str, object]:
-    """Return the JSON-ready report of one target."""
+ReplayCommand = Callable[[str, int, int], str]
+
+
+def target_report(
+    summary: TargetSummary, problems: list[str], replay: ReplayCommand
+) -> dict[str, object]:
+    """Return the JSON-ready report of one target; ``replay`` builds each hang's command."""
     return {
         "cycles": summary.cycles,
         "passed": not problems,
@@ -49,11 +59,49 @@ def build_report(
     run: Mapping[str, object],
     summaries: Mapping[str, TargetSummary],
     problems: Mapping[str, list[str]],
+    replay: ReplayCommand,
 ) -> dict[str, object]:
     """Return the whole JSON report: the fields of ``run`` first, then one entry per target."""
-    targets = {name: target_report(summary, problems[name]) for name, summary in summaries.items()}
+    targets = {
+        name: target_report(summary, problems[name], replay) for name, summary in summaries.items()
+    }
     passed = all(report["passed"] for report in targets.values()) and not run.get("interrupted")
     return {"format": REPORT_FORMAT, **run, "passed": passed, "targets": targets}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunReport:
+    """A finished run judged per target: its summaries, problems and JSON report."""
+
+    summaries: dict[str, TargetSummary]
+    problems: dict[str, list[str]]
+    document: dict[str, object]
+
+    @property
+    def passed(self) -> bool:
+        """Tell whether every target met its expectation and the run was not interrupted."""
+        return bool(self.document["passed"])
+
+
+def report_run(record: RunRecord, *, version: str, scenario_path: str | None) -> RunReport:
+    """Summarise and judge ``record``; ``scenario_path`` goes into the replay commands."""
+    scenario = record.scenario
+    summaries = summarize(scenario.targets, record.results)
+    problems = {name: judge(summaries[name], scenario.expectation_for(name)) for name in summaries}
+    run_fields = {
+        "stressor_version": version,
+        "seed": scenario.seed,
+        "started_at": record.started_at.isoformat(),
+        "finished_at": record.finished_at.isoformat() if record.finished_at else None,
+        "interrupted": record.interrupted,
+    }
+    document = build_report(
+        run=run_fields,
+        summaries=summaries,
+        problems=problems,
+        replay=functools.partial(replay_command, scenario, scenario_path=scenario_path),
+    )
+    return RunReport(summaries, problems, document)
 
 
 def check_report_path(path: str) -> None:

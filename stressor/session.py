@@ -12,12 +12,13 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from stressor import __version__
-from stressor.engine import RunObserver, RunRecord, run_stress
+from stressor.engine import RunObserver, run_stress
 from stressor.exporter import serve_metrics
 from stressor.findings import FindingsDirectory
 from stressor.logs import RepeatFilter
 from stressor.metrics import RunMetrics, ServiceMetrics
 from stressor.progress import Progress
+from stressor.results import RunRecord
 from stressor.scenario import ConfigError, Scenario
 from stressor.service import ServiceState
 

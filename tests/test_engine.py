@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from stressor.engine import RunRecord, run_stress
+from stressor.engine import run_stress
 from stressor.hooks import HookPoint
-from stressor.results import CycleResult
+from stressor.results import CycleResult, RunRecord
 from stressor.scenario import ConfigError, Scenario
 
 # Upper bound of a short run, in seconds: far above the second or so it takes.

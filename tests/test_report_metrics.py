@@ -13,14 +13,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from stressor import __version__
-from stressor.engine import RunRecord, run_stress
+from stressor.engine import run_stress
 from stressor.exporter import serve_metrics
-from stressor.judge import judge
 from stressor.metrics import LATENCY_BUCKETS, RunMetrics
-from stressor.reports import build_report, write_report
-from stressor.results import HANG, OUTCOMES
+from stressor.reports import report_run, write_report
+from stressor.results import HANG, OUTCOMES, RunRecord
 from stressor.scenario import Scenario
-from stressor.summary import summarize
 
 TARGETS = ("reference", "polling", "docker-1.12.1", "docker-1.13.0")
 
@@ -59,17 +57,7 @@ class Run:
 
 def build(record: RunRecord) -> dict:
     """Return the report of ``record`` the way ``stressor run`` builds it."""
-    scenario = record.scenario
-    summaries = summarize(scenario.targets, record.results)
-    problems = {name: judge(summaries[name], scenario.expectation_for(name)) for name in summaries}
-    run_fields = {
-        "stressor_version": __version__,
-        "seed": scenario.seed,
-        "started_at": record.started_at.isoformat(),
-        "finished_at": record.finished_at.isoformat() if record.finished_at else None,
-        "interrupted": record.interrupted,
-    }
-    return build_report(run=run_fields, summaries=summaries, problems=problems)
+    return report_run(record, version=__version__, scenario_path=None).document
 
 
 @pytest.fixture(scope="module")
