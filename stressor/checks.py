@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Set
 
-from stressor.writers import WrittenLine, parse_line
+from stressor.formats import parse_line
+from stressor.writers import Key, WrittenLine
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -25,19 +27,31 @@ class LineCheck:
     reordered: int
     torn: int
     latencies: tuple[float, ...]
+    indeterminate: int = 0
 
 
 def check_lines(
-    ledger: list[WrittenLine], deliveries: list[Delivery], *, required_before: float | None
+    ledger: list[WrittenLine],
+    deliveries: list[Delivery],
+    *,
+    required_before: float | None,
+    at_risk: Set[Key] = frozenset(),
+    incomplete: Mapping[Key, bytes] | None = None,
 ) -> LineCheck:
-    """Count lost, duplicated, reordered and torn lines and measure delivery latency.
+    """Count lost, duplicated, reordered, torn and indeterminate lines; measure latency.
 
     Args:
-        ledger: every line written in the cycle, in write order.
+        ledger: every completed line written in the cycle, in write order.
         deliveries: every line the follower delivered, in delivery order.
         required_before: lines written before this time must have been delivered;
             None means the follower did not finish, so no line counts as lost.
+        at_risk: lines a truncation removed, perhaps before any follower could read
+            them; if never delivered they are indeterminate, not lost.
+        incomplete: partial lines never completed, with the fragment written; a
+            delivery of the fragment is not torn, and no delivery is not lost.
     """
+    incomplete = incomplete or {}
+    fragments = {fragment.rstrip(b"\n") for fragment in incomplete.values()}
     written = {(line.writer, line.seq): line for line in ledger}
     seen: set[tuple[int, int]] = set()
     highest: dict[int, int] = {}
@@ -48,7 +62,8 @@ def check_lines(
         parsed = parse_line(delivery.raw)
         key = (parsed.writer, parsed.seq) if parsed else None
         if parsed is None or key not in written:
-            torn += 1
+            if delivery.raw.rstrip(b"\n") not in fragments:
+                torn += 1
             continue
 
         read += 1
@@ -61,11 +76,13 @@ def check_lines(
             reordered += 1
         highest[parsed.writer] = max(highest.get(parsed.writer, 0), parsed.seq)
 
+    missing = [key for key in written if key not in seen]
+    indeterminate = sum(1 for key in missing if key in at_risk) + len(incomplete)
     lost = 0
     if required_before is not None:
         lost = sum(
             1
-            for key, line in written.items()
-            if key not in seen and line.written_at <= required_before
+            for key in missing
+            if key not in at_risk and written[key].written_at <= required_before
         )
-    return LineCheck(read, lost, duplicated, reordered, torn, tuple(latencies))
+    return LineCheck(read, lost, duplicated, reordered, torn, tuple(latencies), indeterminate)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import random
+import shutil
 
 import trio
 
 from stressor import results
 from stressor.checks import Delivery, check_lines
+from stressor.faults import Fault, FaultEnvironment, inject
 from stressor.gochan import Channel, Signal
 from stressor.hooks import HookPoint, Hooks
 from stressor.results import CycleResult
-from stressor.schedule import Fault, Schedule
+from stressor.schedule import Schedule
 from stressor.targets.base import FollowContext, Target
 from stressor.writers import Writer
 
@@ -95,17 +98,14 @@ async def _wait_or_hang(state: _Follower, hooks: Hooks, limits: CycleLimits) -> 
             return True
 
 
-def _attach_faults(hooks: Hooks, writer: Writer, faults: tuple[Fault, ...]) -> list[float]:
-    """Attach each fault to its hook point; return the list their landing times go to."""
-    landed: list[float] = []
+def _attach_faults(hooks: Hooks, faults: tuple[Fault, ...], env: FaultEnvironment) -> None:
+    """Attach each fault to its hook point."""
     for fault in faults:
 
-        async def late_write(fault: Fault = fault) -> None:
-            for _ in range(fault.lines):
-                landed.append(writer.write_line(source=fault.describe()).written_at)
+        async def act(fault: Fault = fault) -> None:
+            await inject(fault, env)
 
-        hooks.on(fault.point, late_write)
-    return landed
+        hooks.on(fault.point, act)
 
 
 def _window_hit(landed: list[float], exited_at: float, hooks: Hooks, state: _Follower) -> bool:
@@ -116,25 +116,67 @@ def _window_hit(landed: list[float], exited_at: float, hooks: Hooks, state: _Fol
     return any(exited_at <= when < window_end for when in landed)
 
 
+def _prepare_file(cycle_directory: str, symlink: bool) -> str:
+    """Create the empty log file, behind a symlink in symlink mode; return the followed path."""
+    path = os.path.join(cycle_directory, "app.log")
+    real = path
+    if symlink:
+        target_directory = os.path.join(cycle_directory, "target")
+        os.mkdir(target_directory, 0o700)
+        real = os.path.join(target_directory, "app.log")
+        os.symlink(real, path)
+    os.close(os.open(real, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+    return path
+
+
 async def run_cycle(
-    target: Target, schedule: Schedule, directory: str, limits: CycleLimits
+    target: Target,
+    schedule: Schedule,
+    directory: str,
+    limits: CycleLimits,
+    *,
+    line_format: str = "docker-json",
+    symlink: bool = False,
 ) -> CycleResult:
     """Run one cycle of ``target`` in ``directory`` and return its verdict.
 
-    The follower gets a fresh empty file. Once it watches the file, the writer writes
-    its lines and exits; faults act at their hook points; then the follower is told
-    that the writer is done. A follower that stops making progress is cancelled and
-    the cycle ends as a hang, so a cycle always ends within ``limits.max_wait`` of the
-    writer's exit plus the writer's own pauses.
+    The follower gets a fresh empty file in a directory of its own (behind a symlink
+    to another directory when ``symlink`` is set). Once it watches the file, the
+    writer writes its lines and exits; faults act at their hook points; then the
+    follower is told that the writer is done. A follower that stops making progress
+    is cancelled and the cycle ends as a hang, so a cycle always ends within
+    ``limits.max_wait`` of the writer's exit plus the writer's own pauses.
     """
-    path = os.path.join(directory, f"{target.name}-{schedule.cycle}.log")
-    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600))
-    writer = Writer(path)
+    cycle_directory = os.path.join(directory, f"{target.name}-{schedule.cycle}")
+    os.mkdir(cycle_directory, 0o700)
     try:
-        return await _run_in_file(target, schedule, path, writer, limits)
+        path = _prepare_file(cycle_directory, symlink)
+        writer = Writer(path, line_format=line_format)
+        try:
+            return await _run_in_file(target, schedule, path, writer, limits)
+        finally:
+            writer.close()
     finally:
-        writer.close()
-        os.unlink(path)
+        shutil.rmtree(cycle_directory, ignore_errors=True)
+
+
+async def _notify_rotation(channel: Channel[None], limit: float) -> None:
+    """Tell the follower about a rotation, waiting at most ``limit`` seconds.
+
+    Docker's logger blocks here until the follower takes the notice; a hung follower
+    never does, and waiting for it would stall the writer, so the notice is dropped.
+    """
+    with trio.move_on_after(limit):
+        await channel.send(None)
+
+
+async def _write(writer: Writer, schedule: Schedule, hooks: Hooks) -> None:
+    """Write the writer's lines, firing the mid-stream point after its line."""
+    mid_stream = schedule.mid_stream_line
+    for number, gap in enumerate(schedule.gaps, start=1):
+        await writer.write_lines([gap])
+        if number == mid_stream:
+            await hooks.fire(HookPoint.MID_STREAM)
 
 
 async def _run_in_file(
@@ -148,7 +190,7 @@ async def _run_in_file(
     def deliver(raw: bytes) -> None:
         deliveries.append(Delivery(raw, trio.current_time()))
         hooks.advance()
-        if writer.exiting and len(deliveries) >= len(writer.ledger):
+        if writer.exiting and len(deliveries) >= len(writer.ledger) - len(writer.at_risk):
             caught_up.set()
 
     ctx = FollowContext(
@@ -160,15 +202,21 @@ async def _run_in_file(
         deliver=deliver,
         ready=state.ready.set,
     )
-    landed = _attach_faults(hooks, writer, schedule.faults)
 
     hung = False
     async with trio.open_nursery() as nursery:
+        env = FaultEnvironment(
+            writer=writer,
+            notify_rotation=functools.partial(_notify_rotation, ctx.rotated, limits.deadline),
+            spawn=nursery.start_soon,
+        )
+        _attach_faults(hooks, schedule.faults, env)
+        await hooks.fire(HookPoint.BEFORE_START)
         scope = trio.CancelScope()
         nursery.start_soon(_run_follower, target, ctx, state, scope)
         started = await _wait_until_ready(state, limits.max_wait)
         if started and not state.done.is_set():
-            await writer.write_lines(list(schedule.gaps))
+            await _write(writer, schedule, hooks)
             writer.exiting = True
             if schedule.catch_up and len(deliveries) < len(writer.ledger):
                 # A follower that never catches up is judged later; waiting longer
@@ -184,6 +232,8 @@ async def _run_in_file(
             hung = True
         if hung:
             scope.cancel()
+        # Background fault tasks, such as a partial line's completion, end with the cycle.
+        nursery.cancel_scope.cancel()
 
     hang_detail = ""
     if hung:
@@ -194,7 +244,7 @@ async def _run_in_file(
             f" ({len(deliveries)} lines delivered{where})"
         )
     return _verdict(
-        target, schedule, writer, deliveries, state, hooks, landed, exited_at, hang_detail
+        target, schedule, writer, deliveries, state, hooks, env.landed, exited_at, hang_detail
     )
 
 
@@ -212,7 +262,13 @@ def _verdict(
     hung = bool(hang_detail)
     finished = not hung and state.error is None
     required_before = state.finished_at if finished else None
-    lines = check_lines(writer.ledger, deliveries, required_before=required_before)
+    lines = check_lines(
+        writer.ledger,
+        deliveries,
+        required_before=required_before,
+        at_risk=writer.at_risk,
+        incomplete=writer.incomplete,
+    )
 
     findings = set()
     detail = ""
@@ -246,6 +302,7 @@ def _verdict(
         lines_duplicated=lines.duplicated,
         lines_reordered=lines.reordered,
         lines_torn=lines.torn,
+        lines_indeterminate=lines.indeterminate,
         delivery_latencies=lines.latencies,
         exit_latency=exit_latency,
         detail=detail,

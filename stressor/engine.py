@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime
 import itertools
 import logging
+import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 import trio
@@ -15,8 +16,6 @@ import trio
 from stressor.cycle import CycleLimits, run_cycle
 from stressor.results import CycleResult, RunRecord
 from stressor.scenario import ConfigError, Scenario
-from stressor.schedule import make_schedule
-from stressor.targets import get_target
 from stressor.watchers import inotify
 
 log = logging.getLogger(__name__)
@@ -61,30 +60,45 @@ def check_inotify_capacity(concurrency: int) -> None:
         )
 
 
-def _jobs(scenario: Scenario) -> Iterator[tuple[str, int]]:
+def _jobs(scenario: Scenario, indices: Iterable[int] | None) -> Iterator[tuple[str, int]]:
     """Yield (target, cycle index) pairs, all targets at each index before the next."""
-    indices = range(scenario.cycles) if scenario.cycles is not None else itertools.count()
+    if indices is None:
+        indices = range(scenario.cycles) if scenario.cycles is not None else itertools.count()
     for index in indices:
         for name in scenario.targets:
             yield name, index
 
 
 async def run_stress(
-    scenario: Scenario, record: RunRecord, observers: Sequence[RunObserver] = ()
+    scenario: Scenario,
+    record: RunRecord,
+    observers: Sequence[RunObserver] = (),
+    *,
+    cycle_indices: Iterable[int] | None = None,
 ) -> None:
     """Run the scenario's cycles, appending each result to ``record`` as it finishes.
 
     Cycles run in a private temporary directory (mode 0700) that is removed at the
     end, also when the run is cancelled. A cancelled run leaves the cycles that
     finished in ``record`` and reports the others to ``observers`` as abandoned.
+
+    Args:
+        cycle_indices: run only these cycles of each target, such as one cycle to
+            replay; they must be distinct, because each cycle's file is named after
+            its index. The default is the scenario's cycles.
+
+    Raises:
+        OSError: the temporary directory could not be created.
     """
     check_inotify_capacity(scenario.concurrency)
     limits = CycleLimits(deadline=scenario.deadline, max_wait=scenario.max_wait)
-    jobs = _jobs(scenario)
+    jobs = _jobs(scenario, cycle_indices)
     stop_at = None
     if scenario.duration is not None:
         stop_at = trio.current_time() + scenario.duration
-    directory = tempfile.mkdtemp(prefix="stressor-")
+    # An invalid TMPDIR fails the run instead of falling back to /tmp, as
+    # tempfile.gettempdir() would, because that would change the file system under test.
+    directory = tempfile.mkdtemp(prefix="stressor-", dir=os.environ.get("TMPDIR") or None)
     log.info(
         "run started: seed %d, targets %s, concurrency %d, directory %s",
         scenario.seed,
@@ -118,20 +132,18 @@ async def _one_cycle(
     record: RunRecord,
     observers: Sequence[RunObserver],
 ) -> None:
-    schedule = make_schedule(
-        scenario.seed,
-        index,
-        lines=scenario.lines,
-        max_gap=scenario.max_gap,
-        catch_up=scenario.catch_up,
-        settle=scenario.settle,
-        points=scenario.points,
-        fault_probability=scenario.fault_probability,
-    )
+    schedule = scenario.schedule(index)
     for observer in observers:
         observer.cycle_started(name)
     try:
-        result = await run_cycle(get_target(name), schedule, directory, limits)
+        result = await run_cycle(
+            scenario.target(name),
+            schedule,
+            directory,
+            limits,
+            line_format=scenario.line_format,
+            symlink=scenario.symlink,
+        )
     except BaseException:
         for observer in observers:
             observer.cycle_abandoned(name)

@@ -18,6 +18,15 @@ Action = Callable[[], Awaitable[None]]
 class HookPoint(enum.Enum):
     """Moments of a cycle where a fault can be injected."""
 
+    BEFORE_START = "before-start"
+    """The file exists and the follower has not started yet."""
+
+    AFTER_FIRST_READ = "after-first-read"
+    """The follower read the file once; only followers that offer this hook fire it."""
+
+    MID_STREAM = "mid-stream"
+    """The writer is between two of its lines."""
+
     AFTER_EXIT = "after-exit"
     """The writer has exited and the follower has not been told yet."""
 

@@ -94,6 +94,19 @@ class RunMetrics:
             ["target"],
             registry=registry,
         )
+        self.lines_indeterminate = Counter(
+            "stressor_lines_indeterminate",
+            "Lines no follower can be blamed for missing: removed by a truncation, or "
+            "partial lines never completed.",
+            ["target"],
+            registry=registry,
+        )
+        self.findings = Counter(
+            "stressor_findings",
+            "Cycles with each finding, by the fault labels of the cycle ('none' without).",
+            ["target", "fault", "outcome"],
+            registry=registry,
+        )
         self.delivery_latency = Histogram(
             "stressor_delivery_latency_seconds",
             "Seconds from a line's write to its first delivery.",
@@ -137,6 +150,7 @@ class RunMetrics:
             ("lines_read", self.lines_read, result.lines_read),
             ("lines_lost", self.lines_lost, result.lines_lost),
             ("lines_duplicated", self.lines_duplicated, result.lines_duplicated),
+            ("lines_indeterminate", self.lines_indeterminate, result.lines_indeterminate),
         )
         for name, _, count in line_counts:
             if count < 0:
@@ -161,6 +175,9 @@ class RunMetrics:
         if result.window_hit:
             for fault in result.faults:
                 self.window_hits.labels(target=target, fault=fault).inc()
+        for finding in result.findings:
+            for fault in fault_labels:
+                self.findings.labels(target=target, fault=fault, outcome=finding).inc()
 
         for _, counter, count in line_counts:
             counter.labels(target=target).inc(count)
@@ -187,6 +204,7 @@ class RunMetrics:
             self.lines_read,
             self.lines_lost,
             self.lines_duplicated,
+            self.lines_indeterminate,
             self.delivery_latency,
             self.exit_latency,
             self.active_cycles,
@@ -223,6 +241,13 @@ class ServiceMetrics:
         )
         self.build_info.labels(version=version).set(1)
         prometheus_client.ProcessCollector(registry=registry)
+        self.expected_missing = Gauge(
+            "stressor_expected_outcome_missing",
+            "1 while an outcome the target must show (a positive control) has not been "
+            "seen yet, else 0.",
+            ["target", "outcome"],
+            registry=registry,
+        )
         self.unexpected_findings = Counter(
             "stressor_unexpected_findings",
             "Cycles with a finding that the target's expectation does not tolerate; "
@@ -246,7 +271,9 @@ class ServiceMetrics:
             registry=registry,
         )
 
-    def add_target(self, target: str, outcomes: tuple[str, ...]) -> None:
-        """Create the zero-valued series of a target, so dashboards show 0, not no data."""
+    def add_target(self, target: str, outcomes: tuple[str, ...], expected: frozenset[str]) -> None:
+        """Create a target's series: unexpected findings at 0, expected outcomes missing."""
         for outcome in outcomes:
             self.unexpected_findings.labels(target=target, outcome=outcome)
+        for outcome in expected:
+            self.expected_missing.labels(target=target, outcome=outcome).set(1)

@@ -7,7 +7,6 @@ import tempfile
 
 from stressor.cycle import CycleLimits, run_cycle
 from stressor.scenario import Scenario
-from stressor.schedule import make_schedule
 from stressor.targets import get_target
 
 # Scenario fields that shape a cycle's schedule or verdict -> the option that sets them.
@@ -47,17 +46,8 @@ def replay_command(
 
 
 async def replay_cycle(scenario: Scenario, target_name: str, cycle: int, repeat: int) -> list[str]:
-    schedule = make_schedule(
-        scenario.seed,
-        cycle,
-        lines=scenario.lines,
-        max_gap=scenario.max_gap,
-        catch_up=scenario.catch_up,
-        settle=scenario.settle,
-        points=scenario.points,
-        fault_probability=scenario.fault_probability,
-    )
     """Run one cycle of ``target_name`` ``repeat`` times; return the findings not tolerated."""
+    schedule = scenario.schedule(cycle)
     limits = CycleLimits(deadline=scenario.deadline, max_wait=scenario.max_wait)
     target = get_target(target_name)
     expectation = scenario.expectation_for(target_name)
@@ -66,7 +56,14 @@ async def replay_cycle(scenario: Scenario, target_name: str, cycle: int, repeat:
     print(", ".join(fault.describe() for fault in schedule.faults) or "none")
     with tempfile.TemporaryDirectory(prefix="stressor-") as directory:
         for attempt in range(1, repeat + 1):
-            result = await run_cycle(target, schedule, directory, limits)
+            result = await run_cycle(
+                target,
+                schedule,
+                directory,
+                limits,
+                line_format=scenario.line_format,
+                symlink=scenario.symlink,
+            )
             detail = f" ({result.detail})" if result.detail else ""
             print(f"attempt {attempt}: {result.outcome}{detail}")
             tolerated = expectation.expect | expectation.allow

@@ -39,6 +39,7 @@ def target_report(
             "duplicated": summary.lines_duplicated,
             "reordered": summary.lines_reordered,
             "torn": summary.lines_torn,
+            "indeterminate": summary.lines_indeterminate,
         },
         "delivery_latency_seconds": quantiles(summary.delivery_latencies),
         "exit_latency_seconds": quantiles(summary.exit_latencies),
@@ -48,6 +49,7 @@ def target_report(
                 "cycle": hang.cycle,
                 "faults": list(hang.faults),
                 "detail": hang.detail,
+                "replay": replay(summary.target, hang.seed, hang.cycle),
             }
             for hang in summary.hangs
         ],
@@ -104,15 +106,15 @@ def report_run(record: RunRecord, *, version: str, scenario_path: str | None) ->
     return RunReport(summaries, problems, document)
 
 
-def check_report_path(path: str) -> None:
-    """Raise ``ConfigError`` now if the report could not be written at ``path`` later."""
+def check_report_path(path: str, option: str = "--report") -> None:
+    """Raise ``ConfigError`` naming ``option`` now if ``path`` could not be written later."""
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
-        raise ConfigError("--report", path, "is a directory; give a file name such as out.json")
+        raise ConfigError(option, path, "is a directory; give a file name such as out.json")
     if not os.path.isdir(directory):
-        raise ConfigError("--report", path, f"directory {directory} does not exist; create it")
+        raise ConfigError(option, path, f"directory {directory} does not exist; create it")
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise ConfigError("--report", path, f"directory {directory} is not writable")
+        raise ConfigError(option, path, f"directory {directory} is not writable")
 
 
 def write_report(path: str, report: Mapping[str, object]) -> None:

@@ -41,6 +41,8 @@ class CycleResult:
         lines_duplicated: deliveries of a line already delivered.
         lines_reordered: lines delivered after a later line of the same writer.
         lines_torn: delivered lines that are not whole stressor lines.
+        lines_indeterminate: lines no follower can be blamed for missing: removed
+            by a truncation, or partial lines that were never completed.
         delivery_latencies: seconds from each line's write to its first delivery.
         exit_latency: seconds from the writer's exit to the follower's return, or
             None when the follower did not return.
@@ -63,6 +65,7 @@ class CycleResult:
     delivery_latencies: tuple[float, ...]
     exit_latency: float | None
     detail: str = ""
+    lines_indeterminate: int = 0
 
     @property
     def outcome(self) -> str:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import dataclasses
 import secrets
 
+from stressor.faults import WINDOW_POINTS, FaultSpec
+from stressor.formats import FORMATS
 from stressor.hooks import HookPoint, parse_hook_point
 from stressor.results import FINDINGS
-from stressor.targets import BUILTIN_TARGETS
+from stressor.schedule import Schedule, make_schedule
+from stressor.targets import BUILTIN_TARGETS, Target, get_target
 
 MAX_CONCURRENCY = 4096
 MAX_LINES = 100_000
@@ -61,14 +64,20 @@ class Scenario:
         catch_up: whether the writer waits for the follower to deliver its lines before
             it exits, so the exit finds the follower idle, as a quiet container does.
         settle: pause after the writer's last line before it exits, in seconds.
-        points: hook points where late writes land; one is drawn per cycle.
+        points: hook points where late writes land; one is drawn per cycle; empty
+            for no late writes.
         fault_probability: chance that a cycle gets a late write.
+        faults: further faults (partial lines, bursts, pauses, rotations).
+        line_format: the writer's line format, one of ``FORMATS``.
+        symlink: follow a symlink to the log file in another directory.
         deadline: seconds without progress after the writer's exit that make a hang.
         max_wait: seconds after the writer's exit after which a cycle ends as a hang.
         expectations: per target; a target without an entry must show no finding.
         metrics_port: port of the metrics endpoint, 0 for none.
         endless: a soak: cycles go on until the run is stopped, unless ``duration``
             or ``cycles`` bounds it.
+        extra_targets: followers that are not built in, by name, for this run only,
+            such as Python followers of the API; ``targets`` may name them.
     """
 
     targets: tuple[str, ...] = tuple(BUILTIN_TARGETS)
@@ -80,8 +89,11 @@ class Scenario:
     max_gap: float = 0.0005
     catch_up: bool = True
     settle: float = 0.001
-    points: tuple[HookPoint, ...] = tuple(HookPoint)
+    points: tuple[HookPoint, ...] = WINDOW_POINTS
     fault_probability: float = 1.0
+    faults: tuple[FaultSpec, ...] = ()
+    line_format: str = "docker-json"
+    symlink: bool = False
     deadline: float = 1.0
     max_wait: float = 10.0
     expectations: dict[str, Expectation] = dataclasses.field(
@@ -89,12 +101,14 @@ class Scenario:
     )
     metrics_port: int = DEFAULT_METRICS_PORT
     endless: bool = False
+    extra_targets: dict[str, Target] = dataclasses.field(default_factory=dict)
     sources: dict[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
     """Where a field's value came from when not the command line, e.g. ``x.toml: writer.lines``."""
 
     def __post_init__(self) -> None:
         label = self._label
-        _check_targets(label("targets"), self.targets)
+        _check_extra_targets(self.extra_targets)
+        _check_targets(label("targets"), self.targets, self.extra_targets)
         if not (self.endless and self.cycles is None and self.duration is None):
             _check_length(label("cycles"), label("duration"), self.cycles, self.duration)
         _check_int(label("concurrency"), self.concurrency, 1, MAX_CONCURRENCY)
@@ -120,14 +134,49 @@ class Scenario:
             raise ConfigError(label("fault_probability"), probability, "must be between 0 and 1")
         for name, expectation in self.expectations.items():
             _check_expectation(label("expectations"), name, expectation)
+        if self.line_format not in FORMATS:
+            raise ConfigError(label("line_format"), self.line_format, _choices(FORMATS))
+        if not isinstance(self.symlink, bool):
+            raise ConfigError(label("symlink"), self.symlink, "must be true or false")
+        self._check_faults(label("faults"))
+
+    def _check_faults(self, label: str) -> None:
+        for index, spec in enumerate(self.faults):
+            for key, value, fix in spec.problems():
+                raise ConfigError(f"{label}[{index}].{key}", value, fix)
+            if spec.kind == "rotate" and spec.method == "symlink-swap" and not self.symlink:
+                raise ConfigError(
+                    f"{label}[{index}].method",
+                    spec.method,
+                    "a symlink swap needs a symlink to follow; set symlink = true in [writer]",
+                )
 
     def _label(self, field: str) -> str:
         """Name a field in an error the way the user set it: a file key or an option."""
         return self.sources.get(field, "--" + field.replace("_", "-"))
 
+    def schedule(self, cycle: int) -> Schedule:
+        """Draw the schedule of cycle ``cycle`` of this run."""
+        return make_schedule(
+            self.seed,
+            cycle,
+            lines=self.lines,
+            max_gap=self.max_gap,
+            catch_up=self.catch_up,
+            settle=self.settle,
+            points=self.points,
+            fault_probability=self.fault_probability,
+            extra_faults=self.faults,
+        )
+
     def expectation_for(self, target: str) -> Expectation:
         """Return the expectation of ``target``; without one it must show no finding."""
         return self.expectations.get(target, Expectation())
+
+    def target(self, name: str) -> Target:
+        """Return the follower called ``name``: one of ``extra_targets`` or a built-in one."""
+        extra = self.extra_targets.get(name)
+        return extra if extra is not None else get_target(name)
 
 
 def new_seed() -> int:
@@ -185,6 +234,10 @@ def build_expectations(
     return result
 
 
+def _choices(values: tuple[str, ...]) -> str:
+    return "choose one of " + ", ".join(values)
+
+
 def _target_choices() -> str:
     return "choose one of " + ", ".join(BUILTIN_TARGETS) + " (see `stressor targets`)"
 
@@ -193,15 +246,32 @@ def _outcome_choices() -> str:
     return "choose one of " + ", ".join(FINDINGS)
 
 
-def _check_targets(label: str, targets: tuple[str, ...]) -> None:
+def _check_targets(label: str, targets: tuple[str, ...], extra: dict[str, Target]) -> None:
     label = label.replace("--targets", "--target")
+    choices = _target_choices()
+    if extra:
+        choices = f"{choices}, or one of the extra targets {', '.join(extra)}"
     if not targets:
-        raise ConfigError(label, "", f"name at least one target; {_target_choices()}")
+        raise ConfigError(label, "", f"name at least one target; {choices}")
     for name in targets:
-        if not isinstance(name, str) or name not in BUILTIN_TARGETS:
-            raise ConfigError(label, name, _target_choices())
+        if not isinstance(name, str) or (name not in BUILTIN_TARGETS and name not in extra):
+            raise ConfigError(label, name, choices)
     if len(set(targets)) != len(targets):
         raise ConfigError(label, ",".join(targets), "name each target only once")
+
+
+def _check_extra_targets(extra: dict[str, Target]) -> None:
+    for name, target in extra.items():
+        if name in BUILTIN_TARGETS:
+            raise ConfigError(
+                "extra_targets", name, "a built-in target has this name; choose another name"
+            )
+        if getattr(target, "name", None) != name:
+            raise ConfigError(
+                "extra_targets",
+                name,
+                f"the target is named {getattr(target, 'name', None)!r}; key it by its name",
+            )
 
 
 def _check_length(

@@ -41,7 +41,7 @@ class ServiceState:
         self.outcomes: dict[str, collections.Counter[str]] = {}
         self.unexpected: collections.Counter[tuple[str, str]] = collections.Counter()
         for target in scenario.targets:
-            metrics.add_target(target, FINDINGS)
+            metrics.add_target(target, FINDINGS, scenario.expectation_for(target).expect)
 
     def is_live(self) -> bool:
         """Tell whether the loop watch checked recently."""
@@ -64,6 +64,8 @@ class ServiceState:
         self.outcomes.setdefault(result.target, collections.Counter())[result.outcome] += 1
         expectation = self._scenario.expectation_for(result.target)
         tolerated = expectation.expect | expectation.allow
+        for finding in result.findings & expectation.expect:
+            self._metrics.expected_missing.labels(target=result.target, outcome=finding).set(0)
         for finding in sorted(result.findings - tolerated):
             self.unexpected[result.target, finding] += 1
             self._metrics.unexpected_findings.labels(target=result.target, outcome=finding).inc()

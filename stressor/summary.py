@@ -40,6 +40,7 @@ class TargetSummary:
     lines_duplicated: int = 0
     lines_reordered: int = 0
     lines_torn: int = 0
+    lines_indeterminate: int = 0
     delivery_latencies: list[float] = dataclasses.field(default_factory=list)
     exit_latencies: list[float] = dataclasses.field(default_factory=list)
     hangs: list[Reproduction] = dataclasses.field(default_factory=list)
@@ -57,6 +58,7 @@ class TargetSummary:
         self.lines_duplicated += result.lines_duplicated
         self.lines_reordered += result.lines_reordered
         self.lines_torn += result.lines_torn
+        self.lines_indeterminate += result.lines_indeterminate
         self.delivery_latencies.extend(result.delivery_latencies)
         if result.exit_latency is not None:
             self.exit_latencies.append(result.exit_latency)

@@ -1,26 +1,21 @@
-"""Writers: produce numbered log lines in Docker's json-file format and keep a ledger.
+"""The writer: appends numbered lines to the followed file and keeps a ledger of them.
 
-Each line's ``log`` text carries the writer id, a sequence number and the write
-time on the run's clock. In the file each line is one JSON object, wrapped here::
-
-    {"log":"stressor w=1 seq=3 t=12.000312\\n","stream":"stdout",
-     "time":"2026-12-04T15:47:55.123456Z"}
-
-The checker parses that text back, so loss, duplication, reordering, tearing and
-delivery latency are computed from the delivered bytes alone.
+The ledger is what the checker compares deliveries with. Besides the lines it
+records which lines a follower cannot be blamed for missing: lines that a
+truncation removed before the follower may have read them (``at_risk``) and
+partial lines that were never completed (``incomplete``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import json
 import os
-import re
 
 import trio
 
-LINE_PATTERN = re.compile(r"^stressor w=(\d+) seq=(\d+) t=([0-9.]+)\n$")
+from stressor.formats import format_line
+
+Key = tuple[int, int]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -32,64 +27,94 @@ class WrittenLine:
     written_at: float
     source: str
 
+    @property
+    def key(self) -> Key:
+        """Return (writer, seq), the line's identity."""
+        return (self.writer, self.seq)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ParsedLine:
-    """The identity and write time recovered from a delivered line."""
 
-    writer: int
+@dataclasses.dataclass
+class _Partial:
+    """A line whose first part was written; the rest goes to the same descriptor."""
+
     seq: int
-    written_at: float
-
-
-def format_line(writer: int, seq: int, written_at: float) -> bytes:
-    """Return one docker json-file line, newline included."""
-    wall = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
-    record = {
-        "log": f"stressor w={writer} seq={seq} t={written_at:.6f}\n",
-        "stream": "stdout",
-        "time": wall,
-    }
-    return json.dumps(record, separators=(",", ":")).encode() + b"\n"
-
-
-def parse_line(raw: bytes) -> ParsedLine | None:
-    """Recover a stressor line from delivered bytes; return None for anything else."""
-    try:
-        record = json.loads(raw)
-    except ValueError:
-        return None
-    text = record.get("log") if isinstance(record, dict) else None
-    match = LINE_PATTERN.match(text) if isinstance(text, str) else None
-    if match is None:
-        return None
-    return ParsedLine(int(match[1]), int(match[2]), float(match[3]))
+    fd: int
+    rest: bytes
+    fragment: bytes
+    source: str
 
 
 class Writer:
-    """Append numbered lines to one file with ``O_APPEND``, one ``write(2)`` per line.
+    """Append lines to ``path`` with ``O_APPEND``, one ``write(2)`` per line.
 
-    The late writes of the fault injector go through the same writer, so they
-    continue its numbering and the checker can tell their order. ``exiting`` is set
-    once the writer wrote its last own line; its descriptor stays open for late
-    writes, the way Docker's log copier flushes output after the container exited.
+    The late writes and rotations of the fault injector go through the same
+    writer, so lines keep one numbering and the checker can tell their order.
+    ``exiting`` is set once the writer wrote its last own line. Its descriptor stays
+    open for late writes, the way Docker's log copier flushes output after the
+    container exited.
     """
 
-    def __init__(self, path: str, writer_id: int = 1) -> None:
+    def __init__(self, path: str, writer_id: int = 1, line_format: str = "docker-json") -> None:
         self.path = path
         self.writer_id = writer_id
+        self.line_format = line_format
         self.ledger: list[WrittenLine] = []
+        self.at_risk: set[Key] = set()
+        self.incomplete: dict[Key, bytes] = {}
         self.exiting = False
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._seq = 0
+        self._in_file: list[Key] = []
+        self._partial: _Partial | None = None
+        self._fd = self._open()
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _record(self, seq: int, source: str) -> WrittenLine:
+        entry = WrittenLine(self.writer_id, seq, trio.current_time(), source)
+        self.ledger.append(entry)
+        self._in_file.append(entry.key)
+        return entry
 
     def write_line(self, source: str = "writer") -> WrittenLine:
-        """Write the next line now and record it."""
-        seq = len(self.ledger) + 1
-        now = trio.current_time()
-        os.write(self._fd, format_line(self.writer_id, seq, now))
-        entry = WrittenLine(self.writer_id, seq, now, source)
-        self.ledger.append(entry)
-        return entry
+        """Complete a pending partial line, then write the next line now and record it."""
+        self.complete_partial()
+        seq = self._next_seq()
+        os.write(self._fd, format_line(self.writer_id, seq, trio.current_time(), self.line_format))
+        return self._record(seq, source)
+
+    def write_partial(self, source: str) -> None:
+        """Write the first half of the next line, without its newline."""
+        self.complete_partial()
+        seq = self._next_seq()
+        line = format_line(self.writer_id, seq, trio.current_time(), self.line_format)
+        cut = len(line) // 2
+        os.write(self._fd, line[:cut])
+        fd = os.dup(self._fd)
+        self._partial = _Partial(seq, fd, line[cut:], line[:cut], source)
+        self.incomplete[(self.writer_id, seq)] = line[:cut]
+
+    def complete_partial(self) -> None:
+        """Write the rest of a pending partial line to the descriptor it started on."""
+        partial, self._partial = self._partial, None
+        if partial is None:
+            return
+        try:
+            os.write(partial.fd, partial.rest)
+        finally:
+            os.close(partial.fd)
+        del self.incomplete[(self.writer_id, partial.seq)]
+        self._record(partial.seq, partial.source)
+
+    def abandon_partial(self) -> None:
+        """Drop a pending partial line; it stays incomplete, as when its writer died."""
+        partial, self._partial = self._partial, None
+        if partial is not None:
+            os.close(partial.fd)
 
     async def write_lines(self, gaps: list[float]) -> None:
         """Write one line per entry of ``gaps``, sleeping that many seconds before each."""
@@ -100,8 +125,22 @@ class Writer:
                 await trio.lowlevel.checkpoint()
             self.write_line()
 
+    def file_truncated(self) -> None:
+        """Record that the followed file was truncated: its unread lines are at risk."""
+        self.abandon_partial()
+        self.at_risk.update(self._in_file)
+        self._in_file = []
+
+    def file_replaced(self) -> None:
+        """Reopen ``path`` after a rotation replaced the file behind it."""
+        os.close(self._fd)
+        self._fd = -1
+        self._fd = self._open()
+        self._in_file = []
+
     def close(self) -> None:
-        """Close the file descriptor; the writer has exited after this."""
+        """Close the descriptors; the writer has exited after this."""
+        self.abandon_partial()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from stressor.checks import Delivery, check_lines
-from stressor.writers import WrittenLine, format_line, parse_line
+from stressor.formats import format_line, parse_line
+from stressor.writers import WrittenLine
 
 
 def ledger(count: int) -> list[WrittenLine]:

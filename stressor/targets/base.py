@@ -55,22 +55,47 @@ class LineReader:
     """Read a file descriptor from its current offset and split the bytes into lines.
 
     A trailing fragment without a newline is kept until the rest arrives, so a
-    follower never delivers half a line that the writer is still writing.
+    follower never delivers half a line that the writer is still writing. A file
+    that was truncated, or rewritten from the start, is read again from offset 0:
+    before each read the reader checks that the file is no shorter than what it
+    read and that the last bytes it read are still in place.
     """
+
+    # Bytes compared to tell that the file was rewritten; more than any one line.
+    _CHECK_BYTES = 512
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self._pending = b""
+        self._offset = 0
+        self._tail = b""
+
+    def _rewound(self) -> bool:
+        if self._offset == 0:
+            return False
+        if os.fstat(self.fd).st_size < self._offset:
+            return True
+        start = self._offset - len(self._tail)
+        return os.pread(self.fd, len(self._tail), start) != self._tail
 
     def read_lines(self) -> list[bytes]:
         """Read to end of file and return the complete lines read, newline included."""
+        if self._rewound():
+            os.lseek(self.fd, 0, os.SEEK_SET)
+            self._offset = 0
+            self._pending = b""
+            self._tail = b""
         chunks = [self._pending]
         while True:
             chunk = os.read(self.fd, READ_CHUNK)
             if not chunk:
                 break
             chunks.append(chunk)
-        data = b"".join(chunks)
+            self._offset += len(chunk)
+        fresh = b"".join(chunks[1:])
+        if fresh:
+            self._tail = (self._tail + fresh)[-self._CHECK_BYTES :]
+        data = self._pending + fresh
         end = data.rfind(b"\n") + 1
         self._pending = data[end:]
         return data[:end].splitlines(keepends=True)

@@ -20,11 +20,15 @@ class Op(enum.Flag):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class WatchEvent:
-    """A change to ``path``; ``mask`` keeps the inotify bits it came from (0 for polling)."""
+    """A change to ``path``; ``mask`` keeps the inotify bits it came from (0 for polling).
+
+    For a watched directory, ``name`` is the entry inside it that changed.
+    """
 
     path: str
     op: Op
     mask: int = 0
+    name: str = ""
 
 
 def op_from_mask(mask: int) -> Op:

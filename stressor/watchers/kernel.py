@@ -41,11 +41,23 @@ class InotifyWatcher:
         self.events: Channel[WatchEvent] = Channel(EVENT_BUFFER)
         self.errors: Channel[WatchError] = Channel(1)
 
-    def add(self, path: str) -> None:
-        """Watch ``path`` for the events fsnotify asks for."""
-        wd = inotify.add_watch(self._fd, path, inotify.FSNOTIFY_MASK)
+    def add(self, path: str, mask: int = inotify.FSNOTIFY_MASK) -> None:
+        """Watch ``path`` (a file, or a directory's entries) for the events in ``mask``.
+
+        Adding a path again after it was replaced, say by a rotation, moves the watch
+        to the new file and drops the watch on the old one without firing hooks.
+        """
+        wd = inotify.add_watch(self._fd, path, mask)
+        old = self._wd_by_path.get(path)
         self._wd_by_path[path] = wd
         self._path_by_wd[wd] = path
+        if old is not None and old != wd:
+            self._path_by_wd.pop(old, None)
+            try:
+                inotify.rm_watch(self._fd, old)
+            except OSError as error:
+                # EINVAL: the kernel already dropped it, because the old file is gone.
+                log.debug("dropping the watch on the replaced %s failed: %s", path, error)
 
     async def remove(self, path: str) -> None:
         """Remove the watch on ``path`` without waiting for ``IN_IGNORED``.
@@ -81,7 +93,7 @@ class InotifyWatcher:
         if path is None:
             # An event queued before its watch was removed: nobody watches it now.
             return
-        await self.events.send(WatchEvent(path, op_from_mask(raw.mask), raw.mask))
+        await self.events.send(WatchEvent(path, op_from_mask(raw.mask), raw.mask, raw.name))
 
 
 @contextlib.asynccontextmanager
