@@ -14,11 +14,11 @@ import trio
 from stressor import results
 from stressor.checks import Delivery, check_lines
 from stressor.faults import Fault, FaultEnvironment, inject
-from stressor.gochan import Channel, Signal
+from stressor.gochan import Signal
 from stressor.hooks import HookPoint, Hooks
 from stressor.results import CycleResult
 from stressor.schedule import Schedule
-from stressor.targets.base import FollowContext, Target
+from stressor.targets.base import FollowContext, RotationNotices, Target
 from stressor.writers import Writer
 
 log = logging.getLogger(__name__)
@@ -160,16 +160,6 @@ async def run_cycle(
         shutil.rmtree(cycle_directory, ignore_errors=True)
 
 
-async def _notify_rotation(channel: Channel[None], limit: float) -> None:
-    """Tell the follower about a rotation, waiting at most ``limit`` seconds.
-
-    Docker's logger blocks here until the follower takes the notice; a hung follower
-    never does, and waiting for it would stall the writer, so the notice is dropped.
-    """
-    with trio.move_on_after(limit):
-        await channel.send(None)
-
-
 async def _write(writer: Writer, schedule: Schedule, hooks: Hooks) -> None:
     """Write the writer's lines, firing the mid-stream point after its line."""
     mid_stream = schedule.mid_stream_line
@@ -196,7 +186,7 @@ async def _run_in_file(
     ctx = FollowContext(
         path=path,
         writer_done=Signal(),
-        rotated=Channel(1),
+        rotations=RotationNotices(),
         hooks=hooks,
         rng=random.Random(schedule.follower_seed),
         deliver=deliver,
@@ -207,7 +197,7 @@ async def _run_in_file(
     async with trio.open_nursery() as nursery:
         env = FaultEnvironment(
             writer=writer,
-            notify_rotation=functools.partial(_notify_rotation, ctx.rotated, limits.deadline),
+            notify_rotation=functools.partial(ctx.rotations.publish, limits.deadline),
             spawn=nursery.start_soon,
         )
         _attach_faults(hooks, schedule.faults, env)
@@ -227,6 +217,7 @@ async def _run_in_file(
                 await trio.sleep(schedule.settle)
         exited_at = trio.current_time()
         await hooks.fire(HookPoint.AFTER_EXIT)
+        told_at = trio.current_time()
         ctx.writer_done.close()
         if not started or await _wait_or_hang(state, hooks, limits):
             hung = True
@@ -244,7 +235,15 @@ async def _run_in_file(
             f" ({len(deliveries)} lines delivered{where})"
         )
     return _verdict(
-        target, schedule, writer, deliveries, state, hooks, env.landed, exited_at, hang_detail
+        target,
+        schedule,
+        writer,
+        deliveries,
+        state,
+        hooks,
+        env.landed,
+        (exited_at, told_at),
+        hang_detail,
     )
 
 
@@ -256,9 +255,10 @@ def _verdict(
     state: _Follower,
     hooks: Hooks,
     landed: list[float],
-    exited_at: float,
+    exit_times: tuple[float, float],
     hang_detail: str,
 ) -> CycleResult:
+    exited_at, told_at = exit_times
     hung = bool(hang_detail)
     finished = not hung and state.error is None
     required_before = state.finished_at if finished else None
@@ -287,7 +287,7 @@ def _verdict(
     if lines.torn:
         findings.add(results.TORN)
 
-    exit_latency = state.finished_at - exited_at if finished and state.finished_at else None
+    exit_latency = state.finished_at - told_at if finished and state.finished_at else None
     return CycleResult(
         target=target.name,
         seed=schedule.seed,

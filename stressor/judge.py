@@ -6,8 +6,17 @@ from stressor.scenario import Expectation
 from stressor.summary import TargetSummary
 
 
-def judge(summary: TargetSummary, expectation: Expectation) -> list[str]:
-    """Return why the target failed its expectation; an empty list means it passed."""
+def judge(
+    summary: TargetSummary,
+    expectation: Expectation,
+    *,
+    tolerate_hint: str = "--allow {target}={finding}",
+) -> list[str]:
+    """Return why the target failed its expectation; an empty list means it passed.
+
+    ``tolerate_hint`` tells how to tolerate an unexpected finding; it is formatted
+    with ``target`` and ``finding``, so the Python API can name its own parameter.
+    """
     name = summary.target
     problems = []
     if summary.cycles == 0:
@@ -17,7 +26,7 @@ def judge(summary: TargetSummary, expectation: Expectation) -> list[str]:
         if count and finding not in expectation.expect | expectation.allow:
             problems.append(
                 f"{name}: {finding} in {count} of {summary.cycles} cycles"
-                f" (to tolerate it: --allow {name}={finding})"
+                f" (to tolerate it: {tolerate_hint.format(target=name, finding=finding)})"
             )
     for finding in sorted(expectation.expect):
         if summary.cycles and not summary.findings.get(finding):

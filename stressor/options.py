@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import textwrap
 
 from stressor import __version__
 from stressor.scenario import (
@@ -71,6 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_scenario_options(run)
     _add_run_options(run)
+
+    gate = commands.add_parser(
+        "gate",
+        help="run a bounded stress and judge it against the scenario's [[thresholds]]",
+        description="Run the scenario's cycles, then judge every target against the"
+        " thresholds the scenario file declares and against its expectation.",
+        epilog=GATE_EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    _add_scenario_options(gate)
+    _add_gate_options(gate)
 
     soak = commands.add_parser(
         "soak",
@@ -185,6 +198,42 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+GATE_EXIT_STATUSES = textwrap.dedent(
+    """\
+    exit status:
+      0    every threshold and every target expectation passed
+      1    a threshold or a target expectation failed, including a positive
+           control that was not caught
+      2    invalid usage or configuration, such as an invalid threshold
+      3    the stressor itself failed, for example the directory for the cycle
+           files could not be created, or a report could not be written
+      128+N  signal N (SIGINT, SIGTERM) stopped the run; the reports cover the
+           cycles that finished
+    """
+)
+
+
+def _add_gate_options(gate: argparse.ArgumentParser) -> None:
+    """Add the options of a gate: its length and its reports."""
+    group = gate.add_argument_group("run length and reports")
+    how_long = group.add_mutually_exclusive_group()
+    how_long.add_argument("--cycles", type=int, metavar="N", help="cycles per target")
+    how_long.add_argument(
+        "--duration", type=float, metavar="SECONDS",
+        help="start new cycles for this many seconds (default: the scenario's, else 12)",
+    )  # fmt: skip
+    group.add_argument("--junit", metavar="FILE.xml", help="write a JUnit XML report here")
+    group.add_argument(
+        "--report", metavar="FILE.json",
+        help="write the JSON report, with a thresholds section, here",
+    )  # fmt: skip
+    group.add_argument(
+        "--markdown", metavar="FILE.md",
+        help="write a Markdown summary for a CI job to post here",
+    )  # fmt: skip
+    group.add_argument("--quiet", action="store_true", help="print no live progress")
+
+
 def _add_soak_options(soak: argparse.ArgumentParser) -> None:
     """Add the options of an endless run."""
     group = soak.add_argument_group("service")
@@ -241,6 +290,15 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
     Raises:
         ConfigError: an option or a key of the file is invalid.
     """
+    return scenario_and_file_from_args(args)[0]
+
+
+def scenario_and_file_from_args(args: argparse.Namespace) -> tuple[Scenario, ScenarioFile]:
+    """Build the run's scenario as ``scenario_from_args`` does; also return the file read.
+
+    Raises:
+        ConfigError: an option or a key of the file is invalid.
+    """
     loaded = load_scenario_file(args.scenario) if args.scenario else ScenarioFile()
     settings = dict(loaded.settings)
     sources = dict(loaded.sources)
@@ -282,4 +340,4 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
     allow = [parse_outcome_option("--allow", text) for text in args.allow]
     layers.append((expect, allow, "--expect/--allow"))
     settings["expectations"] = build_expectations(targets, layers)
-    return Scenario(**settings, sources=sources)
+    return Scenario(**settings, sources=sources), loaded

@@ -85,11 +85,27 @@ class RunReport:
         return bool(self.document["passed"])
 
 
-def report_run(record: RunRecord, *, version: str, scenario_path: str | None) -> RunReport:
-    """Summarise and judge ``record``; ``scenario_path`` goes into the replay commands."""
+def report_run(
+    record: RunRecord,
+    *,
+    version: str,
+    scenario_path: str | None,
+    replay: ReplayCommand | None = None,
+    tolerate_hint: str | None = None,
+) -> RunReport:
+    """Summarise and judge ``record``; ``scenario_path`` goes into the replay commands.
+
+    The Python API passes ``replay``, which builds the replay commands instead of
+    ``stressor replay``, and ``tolerate_hint`` (see ``judge``) for its own targets.
+    """
     scenario = record.scenario
     summaries = summarize(scenario.targets, record.results)
-    problems = {name: judge(summaries[name], scenario.expectation_for(name)) for name in summaries}
+    hint = {"tolerate_hint": tolerate_hint} if tolerate_hint else {}
+    problems = {
+        name: judge(summaries[name], scenario.expectation_for(name), **hint) for name in summaries
+    }
+    if replay is None:
+        replay = functools.partial(replay_command, scenario, scenario_path=scenario_path)
     run_fields = {
         "stressor_version": version,
         "seed": scenario.seed,
@@ -101,7 +117,7 @@ def report_run(record: RunRecord, *, version: str, scenario_path: str | None) ->
         run=run_fields,
         summaries=summaries,
         problems=problems,
-        replay=functools.partial(replay_command, scenario, scenario_path=scenario_path),
+        replay=replay,
     )
     return RunReport(summaries, problems, document)
 

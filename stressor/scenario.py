@@ -46,6 +46,7 @@ class Expectation:
 BUILTIN_EXPECTATIONS = {
     "docker-1.12.1": Expectation(expect=frozenset({"hang"}), allow=frozenset({"lost"})),
     "docker-1.13.0": Expectation(allow=frozenset({"lost"})),
+    "docker-17.12.0": Expectation(allow=frozenset({"lost"})),
 }
 
 

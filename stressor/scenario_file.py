@@ -12,11 +12,25 @@ An example with every key::
     max_gap = 0.0005        # seconds
     settle = 0.001          # seconds
     catch_up = true
+    format = "docker-json"  # or "cri", "plain"
+    symlink = false         # follow a symlink to the file in another directory
 
-    [[faults]]
-    kind = "late-write"
+    [[faults]]              # the late write; without [[faults]] it lands at all three
+    kind = "late-write"     # window points
     points = ["after-exit", "before-remove", "after-remove"]
     probability = 1.0
+
+    [[faults]]
+    kind = "rotate"         # late-write, partial-line, burst, pause or rotate
+    points = ["mid-stream"] # also before-start, after-first-read, after-exit, ...
+    method = "chain"        # rename-create, chain, copytruncate, truncate,
+    count = 2               # delete-recreate or symlink-swap; rotations in a row
+    gap = 0.0               # seconds between them
+    probability = 0.5
+    # lines = 1             # lines of a late-write (1) or a burst (100)
+    # delay = [1e-6, 0.1]   # seconds, log-uniform: a pause, the wait before a
+    #                       # late write, or until a partial line is completed
+    # complete = true       # whether a partial line is ever completed
 
     [limits]
     deadline = 1.0          # seconds
@@ -28,11 +42,16 @@ An example with every key::
     [allow]
     "docker-1.12.1" = ["lost"]
 
+    [[thresholds]]          # judged by `stressor gate` only; `stressor run` ignores them
+    target = "*"            # a target's name, or "*" for every target of the run
+    check = "hangs == 0"    # METRIC OPERATOR NUMBER; stressor.thresholds lists metrics
+
     [metrics]
     port = 9466
 
-Every key is optional. Unknown keys and values of the wrong type raise
-``ConfigError`` naming the file and the key.
+Every key is optional. A ``[[faults]]`` list replaces the default late write, so a
+file with only a rotation injects no late writes. Unknown keys and values of the
+wrong type raise ``ConfigError`` naming the file and the key.
 """
 
 from __future__ import annotations
@@ -42,9 +61,11 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from stressor.hooks import parse_hook_point
+from stressor.faults import FaultSpec
+from stressor.hooks import HookPoint, parse_hook_point
 from stressor.results import FINDINGS
 from stressor.scenario import ConfigError
+from stressor.thresholds import Threshold, read_thresholds
 
 # TOML key (dotted for tables) -> Scenario field.
 _FIELDS = {
@@ -57,13 +78,32 @@ _FIELDS = {
     "writer.max_gap": "max_gap",
     "writer.settle": "settle",
     "writer.catch_up": "catch_up",
+    "writer.format": "line_format",
+    "writer.symlink": "symlink",
     "limits.deadline": "deadline",
     "limits.max_wait": "max_wait",
     "metrics.port": "metrics_port",
 }
 _TABLES = {"writer", "limits", "metrics"}
-_FAULT_KEYS = {"kind", "points", "probability"}
-_FAULT_KINDS = ("late-write",)
+# [[faults]] key -> the type its value must have.
+_FAULT_KEYS: dict[str, type] = {
+    "kind": str,
+    "points": list,
+    "probability": float,
+    "lines": int,
+    "method": str,
+    "count": int,
+    "gap": float,
+    "delay": float,
+    "complete": bool,
+}
+_TYPE_NAMES = {
+    str: "a string",
+    list: "a list",
+    float: "a number",
+    int: "an integer",
+    bool: "true or false",
+}
 
 
 @dataclasses.dataclass
@@ -75,12 +115,14 @@ class ScenarioFile:
         sources: Scenario field name -> ``FILE: key``, for error messages.
         expect: (target, outcome) pairs from ``[expect]``.
         allow: (target, outcome) pairs from ``[allow]``.
+        thresholds: the ``[[thresholds]]`` a gate judges the run against.
     """
 
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     sources: dict[str, str] = dataclasses.field(default_factory=dict)
     expect: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     allow: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    thresholds: list[Threshold] = dataclasses.field(default_factory=list)
 
 
 def load_scenario_file(path: str) -> ScenarioFile:
@@ -103,6 +145,8 @@ def load_scenario_file(path: str) -> ScenarioFile:
             _read_faults(path, value, result)
         elif key in ("expect", "allow"):
             _read_outcomes(path, key, value, getattr(result, key))
+        elif key == "thresholds":
+            result.thresholds = read_thresholds(path, value)
         elif key in _FIELDS:
             _store(path, key, value, result)
         else:
@@ -132,40 +176,75 @@ def _read_table(path: str, table: str, value: Any, result: ScenarioFile) -> None
 
 
 def _read_faults(path: str, value: Any, result: ScenarioFile) -> None:
+    """Read ``[[faults]]``; the file's list replaces the default late write entirely."""
     if not isinstance(value, list) or not all(isinstance(entry, Mapping) for entry in value):
         raise ConfigError(f"{path}: faults", value, "write each fault as a [[faults]] table")
-    if len(value) > 1:
-        raise ConfigError(
-            f"{path}: faults", len(value), "give one [[faults]] entry; late writes are one fault"
-        )
-    for entry in value:
-        for key, item in entry.items():
-            if key not in _FAULT_KEYS:
-                _unknown(path, f"faults.{key}", item, sorted(_FAULT_KEYS))
-        kind = entry.get("kind", "late-write")
-        if kind not in _FAULT_KINDS:
-            raise ConfigError(
-                f"{path}: faults.kind", kind, "choose one of " + ", ".join(_FAULT_KINDS)
-            )
-        if "points" in entry:
-            result.settings["points"] = _parse_points(path, entry["points"])
-            result.sources["points"] = f"{path}: faults.points"
-        if "probability" in entry:
-            result.settings["fault_probability"] = entry["probability"]
-            result.sources["fault_probability"] = f"{path}: faults.probability"
+    result.settings["points"] = ()
+    result.sources["points"] = f"{path}: faults"
+    specs = []
+    primary_taken = False
+    for index, entry in enumerate(value):
+        spec = _fault_spec(path, index, entry)
+        simple = set(entry) <= {"kind", "points", "probability"}
+        if spec.kind == "late-write" and simple and not primary_taken:
+            primary_taken = True
+            key = f"{path}: faults[{index}]"
+            result.settings["points"] = spec.points
+            result.sources["points"] = f"{key}.points"
+            result.settings["fault_probability"] = spec.probability
+            result.sources["fault_probability"] = f"{key}.probability"
+        else:
+            specs.append(spec)
+    result.settings["faults"] = tuple(specs)
+    result.sources["faults"] = f"{path}: faults"
 
 
-def _parse_points(path: str, value: Any) -> tuple[Any, ...]:
+def _fault_spec(path: str, index: int, entry: Mapping[str, Any]) -> FaultSpec:
+    """Build one ``[[faults]]`` entry, checking the type of each key."""
+    prefix = f"{path}: faults[{index}]"
+    for key, item in entry.items():
+        if key not in _FAULT_KEYS:
+            _unknown(path, f"faults[{index}].{key}", item, sorted(_FAULT_KEYS))
+    fields: dict[str, Any] = {}
+    for key, item in entry.items():
+        expected = _FAULT_KEYS[key]
+        if key == "points":
+            fields["points"] = _parse_points(f"{prefix}.points", item)
+        elif key == "delay":
+            fields["delay"] = _parse_delay(f"{prefix}.delay", item)
+        elif not _has_type(item, expected):
+            raise ConfigError(f"{prefix}.{key}", item, f"must be {_TYPE_NAMES[expected]}")
+        else:
+            fields[key] = item
+    return FaultSpec(**fields)
+
+
+def _has_type(value: Any, expected: type) -> bool:
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _parse_delay(key: str, value: Any) -> tuple[float, float]:
+    """Read a delay: one number of seconds, or [low, high] drawn log-uniformly."""
+    if _has_type(value, float):
+        return (float(value), float(value))
+    if isinstance(value, list) and len(value) == 2 and all(_has_type(v, float) for v in value):
+        return (float(value[0]), float(value[1]))
+    raise ConfigError(key, value, "write seconds as a number or as [low, high]")
+
+
+def _parse_points(key: str, value: Any) -> tuple[HookPoint, ...]:
     if not isinstance(value, list) or not value:
-        raise ConfigError(f"{path}: faults.points", value, 'write a list, e.g. ["before-remove"]')
+        raise ConfigError(key, value, 'write a list, e.g. ["before-remove"]')
     points = []
     for text in value:
         try:
             points.append(parse_hook_point(str(text)))
         except ValueError as error:
-            raise ConfigError(
-                f"{path}: faults.points", text, str(error).split(": ", 1)[1]
-            ) from None
+            raise ConfigError(key, text, str(error).split(": ", 1)[1]) from None
     return tuple(dict.fromkeys(points))
 
 

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from stressor.targets.base import FollowContext, Target
-from stressor.targets.docker import Docker1121, Docker1130
+from stressor.targets.docker import Docker1121, Docker1130, Docker17120
 from stressor.targets.polling import PollingFollower
 from stressor.targets.reference import ReferenceFollower
 
 BUILTIN_TARGETS: dict[str, Target] = {
     target.name: target
-    for target in (ReferenceFollower(), PollingFollower(), Docker1121(), Docker1130())
+    for target in (
+        ReferenceFollower(),
+        PollingFollower(),
+        Docker1121(),
+        Docker1130(),
+        Docker17120(),
+    )
 }
 
 

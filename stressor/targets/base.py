@@ -8,11 +8,41 @@ import random
 from collections.abc import Callable
 from typing import Protocol
 
+import trio
+
 from stressor.gochan import Channel, Signal
 from stressor.hooks import Hooks
 
 # Read size for followers that read the file in chunks.
 READ_CHUNK = 64 * 1024
+
+
+class RotationNotices:
+    """Rotation notices from the writer, published the way Docker's logger does.
+
+    Docker's logger blocks on each notice until its subscribed follower takes it,
+    with room for one waiting notice. Only followers that subscribe are waited for.
+    """
+
+    def __init__(self) -> None:
+        self._channel: Channel[None] = Channel(1)
+        self._subscribed = False
+
+    def subscribe(self) -> Channel[None]:
+        """Return the channel of notices; the writer waits for this follower from now on."""
+        self._subscribed = True
+        return self._channel
+
+    async def publish(self, limit: float) -> None:
+        """Send one notice, waiting at most ``limit`` seconds for the follower to make room.
+
+        A hung follower never takes it, and waiting for it would stall the writer
+        forever, so after ``limit`` the notice is dropped.
+        """
+        if not self._subscribed:
+            return
+        with trio.move_on_after(limit):
+            await self._channel.send(None)
 
 
 @dataclasses.dataclass
@@ -23,7 +53,8 @@ class FollowContext:
         path: the log file to follow. It exists and is empty when the follower starts.
         writer_done: closed once the writer has exited and its output is complete,
             the way Docker closes every log reader when a container stops.
-        rotated: receives one value per rotation, like Docker's ``notifyRotate``.
+        rotations: rotation notices, like Docker's ``notifyRotate``; a follower that
+            wants them subscribes.
         hooks: hook points the follower's watcher fires; faults act there.
         rng: the follower's only random source (Go ``select`` choices), seeded
             from the run seed and the cycle index.
@@ -33,7 +64,7 @@ class FollowContext:
 
     path: str
     writer_done: Signal
-    rotated: Channel[None]
+    rotations: RotationNotices
     hooks: Hooks
     rng: random.Random
     deliver: Callable[[bytes], None]

@@ -1,4 +1,4 @@
-"""Models of Docker's json-file follow loop (``docker logs -f``) in releases 1.12.1 and 1.13.0.
+"""Models of Docker's json-file follow loop (``docker logs -f``) in 1.12.1, 1.13.0 and 17.12.0.
 
 Both models keep the structure of ``followLogs`` in ``daemon/logger/jsonfilelog``
 of those releases, over a model of the fsnotify v1.2.11 watcher they vendored, and
@@ -13,7 +13,10 @@ follows from that structure alone:
   that removal returned, so late writes no longer deadlock it. Its rotation path
   still removes the watch from inside the loop.
 - Neither reads the file again after the reader was closed, so a line written just
-  before the loop returns is lost.
+  before the loop returns is lost. Both also reopen the file on a rotation without
+  reading the old one to its end.
+- 17.12.0 keeps the 1.13.0 loop over fsnotify v1.4.7, whose removal no longer waits,
+  so neither late writes nor quick rotations deadlock it.
 
 The models follow ``docker logs -f`` with the default ``--tail all`` on a file that
 is empty when following starts.
@@ -27,7 +30,7 @@ import os
 
 import trio
 
-from stressor.gochan import Always, Case, Signal, select
+from stressor.gochan import Always, Case, Channel, Signal, select
 from stressor.targets.base import READ_CHUNK, FollowContext
 from stressor.watchers.event import Op
 from stressor.watchers.fsnotify import FsnotifyWatcher, open_fsnotify_watcher
@@ -128,8 +131,6 @@ class _OpenFile:
         self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
     def reopen(self) -> None:
-        os.close(self.fd)
-        self.fd = -1
         self.fd = _reopen(self.path)
 
     def close(self) -> None:
@@ -150,15 +151,22 @@ class Docker1121:
         try:
             async with open_fsnotify_watcher(ctx.hooks) as watcher:
                 watcher.add(ctx.path)
+                rotated = ctx.rotations.subscribe()
                 ctx.ready()
-                await self._loop(ctx, file, watcher)
+                await self._loop(ctx, file, watcher, rotated)
         finally:
             file.close()
 
-    async def _loop(self, ctx: FollowContext, file: _OpenFile, watcher: FsnotifyWatcher) -> None:
+    async def _loop(
+        self,
+        ctx: FollowContext,
+        file: _OpenFile,
+        watcher: FsnotifyWatcher,
+        rotated: Channel[None],
+    ) -> None:
         decoder = JsonDecoder(file.fd)
         retries = 0
-        cases: list[Case] = [watcher.events, watcher.errors, ctx.writer_done, ctx.rotated]
+        cases: list[Case] = [watcher.events, watcher.errors, ctx.writer_done, rotated]
         while True:
             status, line = decoder.decode()
             if status is DecodeStatus.SYNTAX_ERROR and retries <= MAX_DECODE_RETRIES:
@@ -190,8 +198,9 @@ class Docker1121:
                 await watcher.remove(ctx.path)
                 return
             else:
-                file.reopen()
+                file.close()
                 await watcher.remove(ctx.path)
+                file.reopen()
                 watcher.add(ctx.path)
                 decoder = JsonDecoder(file.fd)
 
@@ -201,19 +210,21 @@ class Docker1130:
 
     name = "docker-1.13.0"
     description = "Docker 1.13.0 json-file follow loop: no hang on late writes, can lose lines"
+    remove_waits = True
 
     async def follow(self, ctx: FollowContext) -> None:
         """Follow ``ctx.path`` the way ``docker logs -f`` did in 1.13.0."""
         file = _OpenFile(ctx.path)
         try:
-            async with open_fsnotify_watcher(ctx.hooks) as watcher:
+            async with open_fsnotify_watcher(ctx.hooks, remove_waits=self.remove_waits) as watcher:
                 watcher.add(ctx.path)
+                rotated = ctx.rotations.subscribe()
                 ctx.ready()
                 cancelled = Signal()
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._remove_on_close, ctx, watcher, cancelled)
                     try:
-                        await self._loop(ctx, file, watcher, cancelled)
+                        await self._loop(ctx, file, watcher, cancelled, rotated)
                     finally:
                         # The deferred cancel(). In Go a removal still running would
                         # outlive the function; trio ends it here instead.
@@ -234,7 +245,12 @@ class Docker1130:
             cancelled.close()
 
     async def _loop(
-        self, ctx: FollowContext, file: _OpenFile, watcher: FsnotifyWatcher, cancelled: Signal
+        self,
+        ctx: FollowContext,
+        file: _OpenFile,
+        watcher: FsnotifyWatcher,
+        cancelled: Signal,
+        rotated: Channel[None],
     ) -> None:
         decoder = JsonDecoder(file.fd)
         retries = 0
@@ -258,13 +274,18 @@ class Docker1130:
             if status is not DecodeStatus.EOF:
                 return
 
-            new_decoder = await self._wait_read(ctx, file, watcher, cancelled)
+            new_decoder = await self._wait_read(ctx, file, watcher, cancelled, rotated)
             if new_decoder is None:
                 return
             decoder = new_decoder
 
     async def _wait_read(
-        self, ctx: FollowContext, file: _OpenFile, watcher: FsnotifyWatcher, cancelled: Signal
+        self,
+        ctx: FollowContext,
+        file: _OpenFile,
+        watcher: FsnotifyWatcher,
+        cancelled: Signal,
+        rotated: Channel[None],
     ) -> JsonDecoder | None:
         """Wait for something to read; return a fresh decoder, or None when the loop ends."""
         cases: list[Case] = [watcher.events, watcher.errors, cancelled]
@@ -281,10 +302,23 @@ class Docker1130:
             if op == Op.WRITE:
                 return JsonDecoder(file.fd)
             if op & (Op.RENAME | Op.REMOVE):
-                index, _ = await select([ctx.rotated, cancelled], ctx.rng)
+                index, _ = await select([rotated, cancelled], ctx.rng)
                 if index == 1:
                     return None
-                file.reopen()
+                file.close()
                 await watcher.remove(ctx.path)
+                file.reopen()
                 watcher.add(ctx.path)
                 return JsonDecoder(file.fd)
+
+
+class Docker17120(Docker1130):
+    """Docker 17.12.0: the 1.13.0 loop over fsnotify v1.4.7, whose removal does not wait.
+
+    The rotation path still removes the watch from inside the loop, but since the
+    removal no longer waits for ``IN_IGNORED`` it cannot deadlock with delivery.
+    """
+
+    name = "docker-17.12.0"
+    description = "Docker 17.12.0 json-file follow loop (fsnotify v1.4.7): no removal deadlock"
+    remove_waits = False
