@@ -43,8 +43,9 @@ def check_lines(
     Args:
         ledger: every completed line written in the cycle, in write order.
         deliveries: every line the follower delivered, in delivery order.
-        required_before: lines written before this time must have been delivered;
-            None means the follower did not finish, so no line counts as lost.
+        required_before: lines written before this time must have been delivered,
+            and later ones missing are indeterminate; None means the follower did
+            not finish, so no line counts as lost.
         at_risk: lines a truncation removed, perhaps before any follower could read
             them; if never delivered they are indeterminate, not lost.
         incomplete: partial lines never completed, with the fragment written; a
@@ -77,12 +78,15 @@ def check_lines(
         highest[parsed.writer] = max(highest.get(parsed.writer, 0), parsed.seq)
 
     missing = [key for key in written if key not in seen]
-    indeterminate = sum(1 for key in missing if key in at_risk) + len(incomplete)
+    indeterminate = len(incomplete)
     lost = 0
-    if required_before is not None:
-        lost = sum(
-            1
-            for key in missing
-            if key not in at_risk and written[key].written_at <= required_before
-        )
+    for key in missing:
+        if key in at_risk:
+            indeterminate += 1
+        elif required_before is None:
+            continue
+        elif written[key].written_at <= required_before:
+            lost += 1
+        else:
+            indeterminate += 1
     return LineCheck(read, lost, duplicated, reordered, torn, tuple(latencies), indeterminate)

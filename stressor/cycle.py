@@ -258,10 +258,14 @@ def _verdict(
     exit_times: tuple[float, float],
     hang_detail: str,
 ) -> CycleResult:
-    exited_at, told_at = exit_times
     hung = bool(hang_detail)
     finished = not hung and state.error is None
-    required_before = state.finished_at if finished else None
+    exited_at, told_at = exit_times
+    required_before = None
+    if finished and state.finished_at is not None:
+        # Lines written after the follower's last step, while it was only cleaning
+        # up, could not have been read by any follower: those are indeterminate.
+        required_before = min(state.finished_at, max(told_at, hooks.last_progress_at))
     lines = check_lines(
         writer.ledger,
         deliveries,

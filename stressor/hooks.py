@@ -52,12 +52,15 @@ class Hooks:
     ``progress`` counts observable steps of the follower: events read, lines
     delivered, hook points passed. The hang detector compares it over time, so a
     follower that is slow under load is told apart from one that is stuck.
+    ``last_progress_at`` is the time of the last step; the checker requires every
+    line written before it, because the follower was still at work then.
     """
 
     def __init__(self) -> None:
         self._actions: dict[HookPoint, list[Action]] = {}
         self.fired_at: dict[HookPoint, float] = {}
         self.progress = 0
+        self.last_progress_at = 0.0
 
     def on(self, point: HookPoint, action: Action) -> None:
         """Run ``action`` the first time ``point`` fires."""
@@ -66,12 +69,15 @@ class Hooks:
     def advance(self) -> None:
         """Count one step of observable progress."""
         self.progress += 1
+        self.last_progress_at = trio.current_time()
 
     async def fire(self, point: HookPoint) -> None:
         """Record that ``point`` was reached and run the actions attached to it."""
-        self.progress += 1
+        self.advance()
         if point in self.fired_at:
             return
         self.fired_at[point] = trio.current_time()
         for action in self._actions.pop(point, []):
             await action()
+        # The step ends after its actions, so what they wrote counts as before it.
+        self.last_progress_at = trio.current_time()

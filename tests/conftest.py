@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from stressor.cycle import CycleLimits, run_cycle
+from stressor.faults import FaultSpec
 from stressor.hooks import HookPoint
 from stressor.results import CycleResult
 from stressor.schedule import make_schedule
@@ -54,6 +55,9 @@ def run_batch(tmp_path) -> RunBatch:
         catch_up: bool = True,
         concurrency: int = 32,
         limits: CycleLimits = TEST_LIMITS,
+        faults: tuple[FaultSpec, ...] = (),
+        line_format: str = "docker-json",
+        symlink: bool = False,
     ) -> Batch:
         follower = get_target(target) if isinstance(target, str) else target
         results: list[CycleResult] = []
@@ -69,8 +73,17 @@ def run_batch(tmp_path) -> RunBatch:
                     catch_up=catch_up,
                     settle=settle,
                     points=points,
+                    extra_faults=faults,
                 )
-                results.append(await run_cycle(follower, schedule, str(tmp_path), limits))
+                result = await run_cycle(
+                    follower,
+                    schedule,
+                    str(tmp_path),
+                    limits,
+                    line_format=line_format,
+                    symlink=symlink,
+                )
+                results.append(result)
 
         async with trio.open_nursery() as nursery:
             for _ in range(min(concurrency, cycles)):
