@@ -79,20 +79,21 @@ async def _wait_until_ready(state: _Follower, limit: float) -> bool:
 
 
 async def _wait_or_hang(state: _Follower, hooks: Hooks, limits: CycleLimits) -> bool:
-    """Wait for the follower to return; return True when it is hung instead."""
+    """Wait for the follower to return; return True when it is hung instead.
+
+    It is hung once ``limits.deadline`` seconds pass with no progress, measured from
+    its last step, or once ``limits.max_wait`` seconds pass in all.
+    """
     started = trio.current_time()
-    last_progress = hooks.progress
-    stalled_since = started
     while True:
-        with trio.move_on_after(limits.deadline / 4):
+        stalled_since = max(started, hooks.last_progress_at)
+        wake_at = min(stalled_since + limits.deadline, started + limits.max_wait)
+        with trio.move_on_at(wake_at):
             await state.done.wait()
             return False
 
         now = trio.current_time()
-        if hooks.progress != last_progress:
-            last_progress = hooks.progress
-            stalled_since = now
-        elif now - stalled_since >= limits.deadline:
+        if now - max(started, hooks.last_progress_at) >= limits.deadline:
             return True
         if now - started >= limits.max_wait:
             return True
