@@ -1,4 +1,4 @@
-"""One cycle: a fresh file, a follower, a writer, the faults, and the verdict."""
+"""One cycle: a fresh file, a follower, a writer and the faults, then the verdict."""
 
 from __future__ import annotations
 
@@ -11,92 +11,49 @@ import shutil
 
 import trio
 
-from stressor import results
-from stressor.checks import Delivery, check_lines
+from stressor.checks import Delivery
 from stressor.faults import Fault, FaultEnvironment, inject
 from stressor.gochan import Signal
 from stressor.hooks import HookPoint, Hooks
+from stressor.leaks import count_resources
 from stressor.results import CycleResult
+from stressor.rotations import rotate
 from stressor.schedule import Schedule
 from stressor.targets.base import FollowContext, RotationNotices, Target
+from stressor.verdict import Observations, judge_cycle
+from stressor.watchdog import (
+    CycleLimits,
+    FollowerState,
+    run_follower,
+    wait_or_hang,
+    wait_until_ready,
+)
 from stressor.writers import Writer
 
 log = logging.getLogger(__name__)
 
+__all__ = ["CycleLimits", "CycleSetup", "run_cycle"]
+
 
 @dataclasses.dataclass(frozen=True)
-class CycleLimits:
-    """Time limits of a cycle, in seconds.
+class CycleSetup:
+    """How each cycle's file is laid out and written, apart from the random schedule.
 
     Attributes:
-        deadline: a follower that shows no progress for this long after the writer's
-            exit is hung. Progress is any event read, line delivered or hook passed,
-            so a follower that is only slow under load is not called hung.
-        max_wait: the longest a follower may take after the writer's exit even while
-            it makes progress; past it the cycle ends as a hang as well.
+        line_format: the writer's line format: ``docker-json``, ``cri`` or ``plain``.
+        symlink: follow a symlink to the log file, which lives in another directory.
+        rotate_every: rotate before every this-many writer lines, the way a logger
+            with a maximum file size does; 0 for never.
+        rotate_method: the rotation method of those rotations.
+        check_leaks: compare the process's descriptors and inotify watches before
+            and after the follower; exact only while one cycle runs at a time.
     """
 
-    deadline: float = 1.0
-    max_wait: float = 10.0
-
-
-@dataclasses.dataclass
-class _Follower:
-    """The follower task's state, as the cycle observes it."""
-
-    ready: trio.Event = dataclasses.field(default_factory=trio.Event)
-    done: trio.Event = dataclasses.field(default_factory=trio.Event)
-    finished_at: float | None = None
-    error: BaseException | None = None
-
-
-async def _run_follower(
-    target: Target, ctx: FollowContext, state: _Follower, scope: trio.CancelScope
-) -> None:
-    with scope:
-        try:
-            await target.follow(ctx)
-            state.finished_at = trio.current_time()
-        except Exception as error:
-            state.error = error
-    state.done.set()
-
-
-async def _wait_until_ready(state: _Follower, limit: float) -> bool:
-    """Wait until the follower watches its file or returned; False if neither came in time."""
-    with trio.move_on_after(limit):
-        while not (state.ready.is_set() or state.done.is_set()):
-            async with trio.open_nursery() as nursery:
-
-                async def wait_for(event: trio.Event) -> None:
-                    await event.wait()
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(wait_for, state.ready)
-                nursery.start_soon(wait_for, state.done)
-        return True
-    return False
-
-
-async def _wait_or_hang(state: _Follower, hooks: Hooks, limits: CycleLimits) -> bool:
-    """Wait for the follower to return; return True when it is hung instead.
-
-    It is hung once ``limits.deadline`` seconds pass with no progress, measured from
-    its last step, or once ``limits.max_wait`` seconds pass in all.
-    """
-    started = trio.current_time()
-    while True:
-        stalled_since = max(started, hooks.last_progress_at)
-        wake_at = min(stalled_since + limits.deadline, started + limits.max_wait)
-        with trio.move_on_at(wake_at):
-            await state.done.wait()
-            return False
-
-        now = trio.current_time()
-        if now - max(started, hooks.last_progress_at) >= limits.deadline:
-            return True
-        if now - started >= limits.max_wait:
-            return True
+    line_format: str = "docker-json"
+    symlink: bool = False
+    rotate_every: int = 0
+    rotate_method: str = "rename-create"
+    check_leaks: bool = False
 
 
 def _attach_faults(hooks: Hooks, faults: tuple[Fault, ...], env: FaultEnvironment) -> None:
@@ -107,14 +64,6 @@ def _attach_faults(hooks: Hooks, faults: tuple[Fault, ...], env: FaultEnvironmen
             await inject(fault, env)
 
         hooks.on(fault.point, act)
-
-
-def _window_hit(landed: list[float], exited_at: float, hooks: Hooks, state: _Follower) -> bool:
-    """Tell whether a fault landed between the writer's exit and the watch removal or return."""
-    ends = [hooks.fired_at.get(HookPoint.AFTER_REMOVE), state.finished_at]
-    known = [end for end in ends if end is not None]
-    window_end = min(known) if known else float("inf")
-    return any(exited_at <= when < window_end for when in landed)
 
 
 def _prepare_file(cycle_directory: str, symlink: bool) -> str:
@@ -135,180 +84,145 @@ async def run_cycle(
     schedule: Schedule,
     directory: str,
     limits: CycleLimits,
-    *,
-    line_format: str = "docker-json",
-    symlink: bool = False,
+    setup: CycleSetup = CycleSetup(),
 ) -> CycleResult:
     """Run one cycle of ``target`` in ``directory`` and return its verdict.
 
-    The follower gets a fresh empty file in a directory of its own (behind a symlink
-    to another directory when ``symlink`` is set). Once it watches the file, the
-    writer writes its lines and exits; faults act at their hook points; then the
-    follower is told that the writer is done. A follower that stops making progress
-    is cancelled and the cycle ends as a hang, so a cycle always ends within
-    ``limits.max_wait`` of the writer's exit plus the writer's own pauses.
+    The follower gets a fresh empty file in a directory of its own. Once it watches
+    the file, the writer writes its lines and exits; faults act at their hook
+    points; then the follower is told that the writer is done. A follower that stops
+    making progress is cancelled and the cycle ends as a hang, so a cycle always
+    ends within ``limits.max_wait`` of the writer's exit plus the writer's own pauses.
     """
     cycle_directory = os.path.join(directory, f"{target.name}-{schedule.cycle}")
     os.mkdir(cycle_directory, 0o700)
     try:
-        path = _prepare_file(cycle_directory, symlink)
-        writer = Writer(path, line_format=line_format)
+        path = _prepare_file(cycle_directory, setup.symlink)
+        writer = Writer(path, line_format=setup.line_format)
         try:
-            return await _run_in_file(target, schedule, path, writer, limits)
+            cycle = _Cycle(target, schedule, path, writer, limits, setup)
+            return await cycle.run()
         finally:
             writer.close()
     finally:
         shutil.rmtree(cycle_directory, ignore_errors=True)
 
 
-async def _write(writer: Writer, schedule: Schedule, hooks: Hooks) -> None:
-    """Write the writer's lines, firing the mid-stream point after its line."""
-    mid_stream = schedule.mid_stream_line
-    for number, gap in enumerate(schedule.gaps, start=1):
-        await writer.write_lines([gap])
-        if number == mid_stream:
-            await hooks.fire(HookPoint.MID_STREAM)
+class _Cycle:
+    """The moving parts of one cycle and the order in which they act."""
 
-
-async def _run_in_file(
-    target: Target, schedule: Schedule, path: str, writer: Writer, limits: CycleLimits
-) -> CycleResult:
-    hooks = Hooks()
-    deliveries: list[Delivery] = []
-    state = _Follower()
-    caught_up = trio.Event()
-
-    def deliver(raw: bytes) -> None:
-        deliveries.append(Delivery(raw, trio.current_time()))
-        hooks.advance()
-        if writer.exiting and len(deliveries) >= len(writer.ledger) - len(writer.at_risk):
-            caught_up.set()
-
-    ctx = FollowContext(
-        path=path,
-        writer_done=Signal(),
-        rotations=RotationNotices(),
-        hooks=hooks,
-        rng=random.Random(schedule.follower_seed),
-        deliver=deliver,
-        ready=state.ready.set,
-    )
-
-    hung = False
-    async with trio.open_nursery() as nursery:
-        env = FaultEnvironment(
-            writer=writer,
-            notify_rotation=functools.partial(ctx.rotations.publish, limits.deadline),
-            spawn=nursery.start_soon,
+    def __init__(
+        self,
+        target: Target,
+        schedule: Schedule,
+        path: str,
+        writer: Writer,
+        limits: CycleLimits,
+        setup: CycleSetup,
+    ) -> None:
+        self.target = target
+        self.schedule = schedule
+        self.writer = writer
+        self.limits = limits
+        self.setup = setup
+        self.hooks = Hooks()
+        self.deliveries: list[Delivery] = []
+        self.state = FollowerState()
+        self.caught_up = trio.Event()
+        self.ctx = FollowContext(
+            path=path,
+            writer_done=Signal(),
+            rotations=RotationNotices(),
+            hooks=self.hooks,
+            rng=random.Random(schedule.follower_seed),
+            deliver=self._deliver,
+            ready=self.state.ready.set,
         )
-        _attach_faults(hooks, schedule.faults, env)
-        await hooks.fire(HookPoint.BEFORE_START)
-        scope = trio.CancelScope()
-        nursery.start_soon(_run_follower, target, ctx, state, scope)
-        started = await _wait_until_ready(state, limits.max_wait)
-        if started and not state.done.is_set():
-            await _write(writer, schedule, hooks)
-            writer.exiting = True
-            if schedule.catch_up and len(deliveries) < len(writer.ledger):
-                # A follower that never catches up is judged later; waiting longer
-                # than the hang deadline here would only slow the run down.
-                with trio.move_on_after(limits.deadline):
-                    await caught_up.wait()
-            if schedule.settle > 0:
-                await trio.sleep(schedule.settle)
-        exited_at = trio.current_time()
-        await hooks.fire(HookPoint.AFTER_EXIT)
-        told_at = trio.current_time()
-        ctx.writer_done.close()
-        if not started or await _wait_or_hang(state, hooks, limits):
-            hung = True
-        if hung:
+
+    def _deliver(self, raw: bytes) -> None:
+        self.deliveries.append(Delivery(raw, trio.current_time()))
+        self.hooks.advance()
+        writer = self.writer
+        if writer.exiting and len(self.deliveries) >= len(writer.ledger) - len(writer.at_risk):
+            self.caught_up.set()
+
+    async def _write(self, env: FaultEnvironment) -> None:
+        """Write the writer's lines, rotating as the setup says and firing mid-stream."""
+        mid_stream = self.schedule.mid_stream_line
+        every = self.setup.rotate_every
+        for number, gap in enumerate(self.schedule.gaps, start=1):
+            if every and number > 1 and (number - 1) % every == 0:
+                rotate(self.writer, self.setup.rotate_method, number)
+                await env.notify_rotation()
+            await self.writer.write_lines([gap])
+            if number == mid_stream:
+                await self.hooks.fire(HookPoint.MID_STREAM)
+
+    async def _exit_writer(self) -> None:
+        """Let the follower catch up if the schedule says so, then let the writer exit."""
+        writer = self.writer
+        writer.exiting = True
+        if self.schedule.catch_up and len(self.deliveries) < len(writer.ledger):
+            # A follower that never catches up is judged later; waiting longer
+            # than the hang deadline here would only slow the run down.
+            with trio.move_on_after(self.limits.deadline):
+                await self.caught_up.wait()
+        if self.schedule.settle > 0:
+            await trio.sleep(self.schedule.settle)
+
+    def _cancel_follower(self, scope: trio.CancelScope) -> None:
+        if not self.state.done.is_set():
+            self.state.cancelled = True
             scope.cancel()
-        # Background fault tasks, such as a partial line's completion, end with the cycle.
-        nursery.cancel_scope.cancel()
 
-    hang_detail = ""
-    if hung:
-        passed = max(hooks.fired_at, key=hooks.fired_at.__getitem__, default=None)
-        where = f", last hook point passed: {passed.value}" if passed else ""
-        hang_detail = (
-            f"no progress for {limits.deadline:g} s after the writer exited"
-            f" ({len(deliveries)} lines delivered{where})"
+    async def run(self) -> CycleResult:
+        """Run the cycle and return its verdict."""
+        state = self.state
+        scope = trio.CancelScope()
+        before = count_resources() if self.setup.check_leaks else None
+        hung = False
+        async with trio.open_nursery() as nursery:
+            env = FaultEnvironment(
+                writer=self.writer,
+                notify_rotation=functools.partial(self.ctx.rotations.publish, self.limits.deadline),
+                spawn=nursery.start_soon,
+                cancel_follower=functools.partial(self._cancel_follower, scope),
+            )
+            _attach_faults(self.hooks, self.schedule.faults, env)
+            await self.hooks.fire(HookPoint.BEFORE_START)
+            nursery.start_soon(run_follower, self.target, self.ctx, state, scope)
+            started = await wait_until_ready(state, self.limits.max_wait)
+            if started and not state.done.is_set():
+                await self._write(env)
+                await self._exit_writer()
+            exited_at = trio.current_time()
+            await self.hooks.fire(HookPoint.AFTER_EXIT)
+            told_at = trio.current_time()
+            self.ctx.writer_done.close()
+            if not started or await wait_or_hang(state, self.hooks, self.limits):
+                hung = True
+                scope.cancel()
+            # Background fault tasks, such as a partial line's completion, end here.
+            nursery.cancel_scope.cancel()
+
+        leak_detail = ""
+        if before is not None and not hung:
+            leak_detail = count_resources().leaked_since(before)
+        seen = Observations(
+            deliveries=self.deliveries,
+            landed=env.landed,
+            exited_at=exited_at,
+            told_at=told_at,
+            hang_detail=self._hang_detail() if hung else "",
+            leak_detail=leak_detail,
         )
-    return _verdict(
-        target,
-        schedule,
-        writer,
-        deliveries,
-        state,
-        hooks,
-        env.landed,
-        (exited_at, told_at),
-        hang_detail,
-    )
+        return judge_cycle(self.target.name, self.schedule, self.writer, state, self.hooks, seen)
 
-
-def _verdict(
-    target: Target,
-    schedule: Schedule,
-    writer: Writer,
-    deliveries: list[Delivery],
-    state: _Follower,
-    hooks: Hooks,
-    landed: list[float],
-    exit_times: tuple[float, float],
-    hang_detail: str,
-) -> CycleResult:
-    hung = bool(hang_detail)
-    finished = not hung and state.error is None
-    exited_at, told_at = exit_times
-    required_before = None
-    if finished and state.finished_at is not None:
-        # Lines written after the follower's last step, while it was only cleaning
-        # up, could not have been read by any follower: those are indeterminate.
-        required_before = min(state.finished_at, max(told_at, hooks.last_progress_at))
-    lines = check_lines(
-        writer.ledger,
-        deliveries,
-        required_before=required_before,
-        at_risk=writer.at_risk,
-        incomplete=writer.incomplete,
-    )
-
-    findings = set()
-    detail = ""
-    if hung:
-        findings.add(results.HANG)
-        detail = hang_detail
-    elif state.error is not None:
-        findings.add(results.CRASH)
-        detail = f"follower raised {type(state.error).__name__}: {state.error}"
-    if lines.lost:
-        findings.add(results.LOST)
-    if lines.duplicated:
-        findings.add(results.DUPLICATE)
-    if lines.reordered:
-        findings.add(results.REORDER)
-    if lines.torn:
-        findings.add(results.TORN)
-
-    exit_latency = state.finished_at - told_at if finished and state.finished_at else None
-    return CycleResult(
-        target=target.name,
-        seed=schedule.seed,
-        cycle=schedule.cycle,
-        findings=frozenset(findings),
-        faults=tuple(fault.describe() for fault in schedule.faults),
-        fault_kinds=tuple(fault.kind for fault in schedule.faults),
-        window_hit=_window_hit(landed, exited_at, hooks, state),
-        lines_written=len(writer.ledger),
-        lines_read=lines.read,
-        lines_lost=lines.lost,
-        lines_duplicated=lines.duplicated,
-        lines_reordered=lines.reordered,
-        lines_torn=lines.torn,
-        lines_indeterminate=lines.indeterminate,
-        delivery_latencies=lines.latencies,
-        exit_latency=exit_latency,
-        detail=detail,
-    )
+    def _hang_detail(self) -> str:
+        fired = self.hooks.fired_at
+        passed = max(fired, key=fired.__getitem__, default=None)
+        where = f", last hook point passed: {passed.value}" if passed else ""
+        return (
+            f"no progress for {self.limits.deadline:g} s after the writer exited"
+            f" ({len(self.deliveries)} lines delivered{where})"
+        )

@@ -141,8 +141,7 @@ async def _one_cycle(
             schedule,
             directory,
             limits,
-            line_format=scenario.line_format,
-            symlink=scenario.symlink,
+            scenario.cycle_setup(),
         )
     except BaseException:
         for observer in observers:

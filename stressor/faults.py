@@ -13,7 +13,7 @@ from stressor.hooks import HookPoint
 from stressor.rotations import ROTATION_METHODS, rotate
 from stressor.writers import Writer
 
-FAULT_KINDS = ("late-write", "partial-line", "burst", "pause", "rotate")
+FAULT_KINDS = ("late-write", "partial-line", "burst", "pause", "rotate", "cancel")
 
 # The points inside the window, where the late writes of the default scenario land.
 WINDOW_POINTS = (HookPoint.AFTER_EXIT, HookPoint.BEFORE_REMOVE, HookPoint.AFTER_REMOVE)
@@ -34,8 +34,9 @@ class FaultSpec:
         count: rotations in a row for ``rotate``.
         gap: seconds between those rotations.
         delay: (low, high) seconds, drawn log-uniformly per cycle: the length of a
-            ``pause``, the wait before a ``late-write``, or the time until a
-            ``partial-line`` is completed.
+            ``pause``, the wait before a ``late-write``, the time until a
+            ``partial-line`` is completed, or until ``cancel`` cancels the follower
+            (a client that stops following).
         complete: whether a ``partial-line`` is ever completed.
     """
 
@@ -138,12 +139,14 @@ class FaultEnvironment:
         writer: the cycle's writer.
         notify_rotation: tells the follower about a rotation, like Docker's logger.
         spawn: starts a background task in the cycle, such as a line's completion.
+        cancel_follower: cancels the follower, as a client that stops following does.
         landed: the times at which faults acted, for the window check.
     """
 
     writer: Writer
     notify_rotation: Callable[[], Awaitable[None]]
     spawn: Callable[[Callable[[], Awaitable[None]]], None]
+    cancel_follower: Callable[[], None]
     landed: list[float] = dataclasses.field(default_factory=list)
 
 
@@ -177,5 +180,13 @@ async def inject(fault: Fault, env: FaultEnvironment) -> None:
             env.landed.append(trio.current_time())
             rotate(writer, fault.method, number)
             await env.notify_rotation()
+    elif fault.kind == "cancel":
+
+        async def cancel_later() -> None:
+            await trio.sleep(fault.delay)
+            env.landed.append(trio.current_time())
+            env.cancel_follower()
+
+        env.spawn(cancel_later)
     else:
         raise ValueError(f"unknown fault kind {fault.kind!r}")

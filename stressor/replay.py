@@ -61,8 +61,7 @@ async def replay_cycle(scenario: Scenario, target_name: str, cycle: int, repeat:
                 schedule,
                 directory,
                 limits,
-                line_format=scenario.line_format,
-                symlink=scenario.symlink,
+                scenario.cycle_setup(),
             )
             detail = f" ({result.detail})" if result.detail else ""
             print(f"attempt {attempt}: {result.outcome}{detail}")

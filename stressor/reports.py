@@ -154,7 +154,7 @@ def _milliseconds(value: float | None) -> str:
 def format_table(summaries: Mapping[str, TargetSummary], problems: Mapping[str, list[str]]) -> str:
     """Return the summary table: one row per target, latencies in milliseconds."""
     header = (
-        "target", "cycles", "ok", "hang", "lost", "dup", "reorder", "torn", "crash",
+        "target", "cycles", "ok", "hang", "lost", "dup", "reorder", "torn", "crash", "leak",
         "window", "deliv p50", "deliv p99", "exit p50", "exit p99", "result",
     )  # fmt: skip
     rows = [header]
@@ -173,6 +173,7 @@ def format_table(summaries: Mapping[str, TargetSummary], problems: Mapping[str, 
                 str(outcomes["reorder"]),
                 str(outcomes["torn"]),
                 str(outcomes["crash"]),
+                str(outcomes["leak"]),
                 str(summary.window_hits),
                 _milliseconds(delivery["p50"]),
                 _milliseconds(delivery["p99"]),

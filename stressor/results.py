@@ -16,9 +16,10 @@ DUPLICATE = "duplicate"
 REORDER = "reorder"
 TORN = "torn"
 CRASH = "crash"
+LEAK = "leak"
 
 # Every outcome, most serious first: a cycle's main outcome is the first of its findings.
-OUTCOMES = (CRASH, HANG, TORN, LOST, DUPLICATE, REORDER, OK)
+OUTCOMES = (CRASH, HANG, TORN, LOST, DUPLICATE, REORDER, LEAK, OK)
 FINDINGS = tuple(outcome for outcome in OUTCOMES if outcome != OK)
 
 

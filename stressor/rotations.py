@@ -4,6 +4,8 @@ Each method leaves the writer appending to the file that ``path`` names afterwar
 the way a logger reopens its file after logrotate or its own size-based rotation:
 
 - ``rename-create``: rename ``NAME`` to ``NAME.1`` and create a new ``NAME``.
+- ``rename-over``: write a new file beside ``NAME`` and rename it over ``NAME``,
+  which unlinks the old file in one atomic step.
 - ``chain``: shift ``NAME.1`` to ``NAME.2`` and so on, then rename and create as
   above (Docker's json-file driver with ``max-file`` above 2).
 - ``copytruncate``: copy ``NAME`` to ``NAME.1``, then truncate ``NAME`` to zero.
@@ -22,6 +24,7 @@ from stressor.writers import Writer
 
 ROTATION_METHODS = (
     "rename-create",
+    "rename-over",
     "chain",
     "copytruncate",
     "truncate",
@@ -40,6 +43,13 @@ def _create(path: str) -> None:
 def _rename_create(writer: Writer, target: str) -> None:
     os.replace(target, target + ".1")
     _create(target)
+    writer.file_replaced()
+
+
+def _rename_over(writer: Writer, target: str, number: int) -> None:
+    fresh = f"{target}.new{number}"
+    _create(fresh)
+    os.replace(fresh, target)
     writer.file_replaced()
 
 
@@ -87,6 +97,8 @@ def rotate(writer: Writer, method: str, number: int = 1) -> None:
     target = os.path.realpath(writer.path)
     if method == "rename-create":
         _rename_create(writer, target)
+    elif method == "rename-over":
+        _rename_over(writer, target, number)
     elif method == "chain":
         _chain(writer, target)
     elif method == "copytruncate":

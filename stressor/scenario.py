@@ -9,10 +9,12 @@ from __future__ import annotations
 import dataclasses
 import secrets
 
+from stressor.cycle import CycleSetup
 from stressor.faults import WINDOW_POINTS, FaultSpec
 from stressor.formats import FORMATS
 from stressor.hooks import HookPoint, parse_hook_point
 from stressor.results import FINDINGS
+from stressor.rotations import ROTATION_METHODS
 from stressor.schedule import Schedule, make_schedule
 from stressor.targets import BUILTIN_TARGETS, Target, get_target
 
@@ -41,6 +43,10 @@ class Expectation:
     expect: frozenset[str] = frozenset()
     allow: frozenset[str] = frozenset()
 
+
+# The default scenario's targets: the positive control, the fix that clears it, and
+# the two negative controls.
+DEFAULT_TARGETS = ("reference", "polling", "docker-1.12.1", "docker-1.13.0")
 
 # What the built-in models are known to do under the default faults.
 BUILTIN_EXPECTATIONS = {
@@ -71,6 +77,11 @@ class Scenario:
         faults: further faults (partial lines, bursts, pauses, rotations).
         line_format: the writer's line format, one of ``FORMATS``.
         symlink: follow a symlink to the log file in another directory.
+        rotate_every: rotate before every this-many writer lines, like a logger with a
+            maximum file size; 0 for never.
+        rotate_method: the rotation method of those rotations.
+        check_leaks: check the follower's descriptors and inotify watches after each
+            cycle; needs a concurrency of 1.
         deadline: seconds without progress after the writer's exit that make a hang.
         max_wait: seconds after the writer's exit after which a cycle ends as a hang.
         expectations: per target; a target without an entry must show no finding.
@@ -81,7 +92,7 @@ class Scenario:
             such as Python followers of the API; ``targets`` may name them.
     """
 
-    targets: tuple[str, ...] = tuple(BUILTIN_TARGETS)
+    targets: tuple[str, ...] = DEFAULT_TARGETS
     cycles: int | None = None
     duration: float | None = 12.0
     concurrency: int = 16
@@ -95,6 +106,9 @@ class Scenario:
     faults: tuple[FaultSpec, ...] = ()
     line_format: str = "docker-json"
     symlink: bool = False
+    rotate_every: int = 0
+    rotate_method: str = "rename-create"
+    check_leaks: bool = False
     deadline: float = 1.0
     max_wait: float = 10.0
     expectations: dict[str, Expectation] = dataclasses.field(
@@ -140,6 +154,24 @@ class Scenario:
         if not isinstance(self.symlink, bool):
             raise ConfigError(label("symlink"), self.symlink, "must be true or false")
         self._check_faults(label("faults"))
+        _check_int(label("rotate_every"), self.rotate_every, 0, MAX_LINES)
+        if self.rotate_method not in ROTATION_METHODS:
+            raise ConfigError(
+                label("rotate_method"), self.rotate_method, _choices(ROTATION_METHODS)
+            )
+        if self.rotate_method == "symlink-swap" and self.rotate_every and not self.symlink:
+            raise ConfigError(
+                label("rotate_method"), self.rotate_method, "a symlink swap needs symlink = true"
+            )
+        if not isinstance(self.check_leaks, bool):
+            raise ConfigError(label("check_leaks"), self.check_leaks, "must be true or false")
+        if self.check_leaks and self.concurrency != 1:
+            raise ConfigError(
+                label("check_leaks"),
+                self.check_leaks,
+                f"leak checks count the whole process's descriptors, so they need"
+                f" --concurrency 1 (not {self.concurrency})",
+            )
 
     def _check_faults(self, label: str) -> None:
         for index, spec in enumerate(self.faults):
@@ -168,6 +200,16 @@ class Scenario:
             points=self.points,
             fault_probability=self.fault_probability,
             extra_faults=self.faults,
+        )
+
+    def cycle_setup(self) -> CycleSetup:
+        """Return how each cycle's file is laid out and written."""
+        return CycleSetup(
+            line_format=self.line_format,
+            symlink=self.symlink,
+            rotate_every=self.rotate_every,
+            rotate_method=self.rotate_method,
+            check_leaks=self.check_leaks,
         )
 
     def expectation_for(self, target: str) -> Expectation:

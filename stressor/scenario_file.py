@@ -14,6 +14,8 @@ An example with every key::
     catch_up = true
     format = "docker-json"  # or "cri", "plain"
     symlink = false         # follow a symlink to the file in another directory
+    rotate_every = 0        # rotate before every N lines, like a size limit; 0: never
+    rotate_method = "rename-create"
 
     [[faults]]              # the late write; without [[faults]] it lands at all three
     kind = "late-write"     # window points
@@ -35,6 +37,7 @@ An example with every key::
     [limits]
     deadline = 1.0          # seconds
     max_wait = 10.0         # seconds
+    check_leaks = false     # compare descriptors and watches; needs concurrency = 1
 
     [expect]
     "docker-1.12.1" = ["hang"]
@@ -80,6 +83,9 @@ _FIELDS = {
     "writer.catch_up": "catch_up",
     "writer.format": "line_format",
     "writer.symlink": "symlink",
+    "writer.rotate_every": "rotate_every",
+    "writer.rotate_method": "rotate_method",
+    "limits.check_leaks": "check_leaks",
     "limits.deadline": "deadline",
     "limits.max_wait": "max_wait",
     "metrics.port": "metrics_port",

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 import trio
 
-from stressor.cycle import CycleLimits, run_cycle
+from stressor.cycle import CycleLimits, CycleSetup, run_cycle
 from stressor.faults import FaultSpec
 from stressor.hooks import HookPoint
 from stressor.results import CycleResult
@@ -80,8 +80,7 @@ def run_batch(tmp_path) -> RunBatch:
                     schedule,
                     str(tmp_path),
                     limits,
-                    line_format=line_format,
-                    symlink=symlink,
+                    CycleSetup(line_format=line_format, symlink=symlink),
                 )
                 results.append(result)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 TARGETS = ["reference", "polling", "docker-1.12.1", "docker-1.13.0"]
-OUTCOMES = ["ok", "hang", "lost", "duplicate", "reorder", "torn", "crash"]
+OUTCOMES = ["ok", "hang", "lost", "duplicate", "reorder", "torn", "crash", "leak"]
 QUANTILE_KEYS = {"p50", "p90", "p99", "max"}
 
 # Seconds a short run may take: far above the second or so it needs.

@@ -1,0 +1,50 @@
+"""Count this process's open descriptors and inotify watches, to find what a follower leaks."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """Open file descriptors and inotify watches of this process at one moment."""
+
+    descriptors: int
+    inotify_watches: int
+
+    def leaked_since(self, before: Resources) -> str:
+        """Describe what grew since ``before``; empty when nothing did."""
+        grown = []
+        if self.descriptors > before.descriptors:
+            grown.append(f"open descriptors {before.descriptors} -> {self.descriptors}")
+        if self.inotify_watches > before.inotify_watches:
+            grown.append(f"inotify watches {before.inotify_watches} -> {self.inotify_watches}")
+        return ("leaked " + ", ".join(grown)) if grown else ""
+
+
+def count_resources() -> Resources:
+    """Read /proc/self: every open descriptor, and the watches of each inotify instance.
+
+    The counts cover the whole process, so they tell a follower's leaks apart only
+    while one cycle runs at a time.
+    """
+    descriptors = 0
+    watches = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        descriptors += 1
+        if target == "anon_inode:inotify":
+            watches += _watches_of(name)
+    return Resources(descriptors, watches)
+
+
+def _watches_of(fd_name: str) -> int:
+    try:
+        with open(f"/proc/self/fdinfo/{fd_name}") as info:
+            return sum(1 for line in info if line.startswith("inotify wd:"))
+    except OSError:
+        return 0
