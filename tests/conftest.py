@@ -58,6 +58,7 @@ def run_batch(tmp_path) -> RunBatch:
         faults: tuple[FaultSpec, ...] = (),
         line_format: str = "docker-json",
         symlink: bool = False,
+        setup: CycleSetup | None = None,
     ) -> Batch:
         follower = get_target(target) if isinstance(target, str) else target
         results: list[CycleResult] = []
@@ -80,7 +81,7 @@ def run_batch(tmp_path) -> RunBatch:
                     schedule,
                     str(tmp_path),
                     limits,
-                    CycleSetup(line_format=line_format, symlink=symlink),
+                    setup or CycleSetup(line_format=line_format, symlink=symlink),
                 )
                 results.append(result)
 

@@ -6,6 +6,7 @@ import contextlib
 import os
 
 from stressor.gochan import Case, select
+from stressor.hooks import HookPoint
 from stressor.targets.base import FollowContext, LineReader
 from stressor.watchers import inotify
 from stressor.watchers.kernel import InotifyWatcher, open_inotify_watcher
@@ -57,6 +58,10 @@ class ReferenceFollower:
                 watcher.add(ctx.path)
                 for directory in _directories(ctx.path):
                     watcher.add(directory, DIRECTORY_MASK)
+                # Watch first, read second: a line written between the two still
+                # raises an event, so nothing waits for a later write.
+                source = self._catch_up(ctx, source, watcher)
+                await ctx.hooks.fire(HookPoint.AFTER_FIRST_READ)
                 ctx.ready()
                 cases: list[Case] = [watcher.events, watcher.errors, ctx.writer_done]
                 while True:
