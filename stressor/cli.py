@@ -1,14 +1,17 @@
-"""The commands: ``targets``, ``run``, ``soak`` and ``replay``.
+"""The commands: ``targets``, ``run``, ``gate``, ``soak`` and ``replay``.
 
 Exit statuses: 0 when every target met its expectation, 1 when any did not, 2 for
 invalid usage or configuration, 128 plus the signal number when SIGINT or SIGTERM
-ended the run (``run`` still writes the report of the finished cycles).
+ended the run (``run`` still writes the report of the finished cycles). ``gate``
+also fails with 1 when a threshold fails, and exits with 3 when the stressor
+itself failed (``options.GATE_EXIT_STATUSES``).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -18,19 +21,29 @@ import trio
 
 from stressor import __version__
 from stressor.engine import check_inotify_capacity
+from stressor.gate import judge_gate
+from stressor.gate_reports import junit_xml, markdown_summary, write_file
 from stressor.logs import RepeatFilter, configure_logging
-from stressor.options import UsageError, build_parser, scenario_from_args
-from stressor.replay import replay_cycle
+from stressor.options import (
+    UsageError,
+    build_parser,
+    scenario_and_file_from_args,
+    scenario_from_args,
+)
+from stressor.replay import ShrinkOptions, replay_cycle, shrink_findings
 from stressor.reports import check_report_path, format_table, report_run, write_report
+from stressor.results import RunRecord
 from stressor.scenario import ConfigError, Scenario
 from stressor.session import Session, SessionOptions, run_session_sync
 from stressor.targets import BUILTIN_TARGETS
+from stressor.thresholds import Threshold, check_threshold_targets
 
 log = logging.getLogger("stressor")
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_STRESSOR_FAILED = 3
 
 
 def _print_targets() -> int:
@@ -39,11 +52,15 @@ def _print_targets() -> int:
     return EXIT_PASSED
 
 
-def _finish(session: Session, report_path: str | None, scenario_path: str | None) -> bool:
+def _finish(
+    session: Session, report_path: str | None, scenario_path: str | None, shrink_budget: float
+) -> bool:
     """Print the summary table, write the report and return whether the run passed."""
     record = session.record
     report = report_run(record, version=__version__, scenario_path=scenario_path)
     print(format_table(report.summaries, report.problems))
+    if shrink_budget > 0 and not record.interrupted:
+        _add_shrunk(report.document, record, shrink_budget)
     for problems in report.problems.values():
         for problem in problems:
             print(f"FAIL {problem}")
@@ -53,6 +70,20 @@ def _finish(session: Session, report_path: str | None, scenario_path: str | None
     if report_path:
         write_report(report_path, report.document)
     return report.passed
+
+
+def _add_shrunk(document: dict[str, object], record: RunRecord, budget: float) -> None:
+    """Shrink the run's findings and add the smallest schedules to the report."""
+    shrunk = trio.run(shrink_findings, record.scenario, record.results, budget)
+    targets = document["targets"]
+    assert isinstance(targets, dict)
+    for target, entries in shrunk.items():
+        targets[target]["shrunk"] = entries
+        for entry in entries:
+            print(
+                f"shrunk {entry['outcome']} of {target} (seed {entry['seed']},"
+                f" cycle {entry['cycle']}): smallest {json.dumps(entry['smallest'])}"
+            )
 
 
 def _push(url: str, session: Session) -> None:
@@ -65,17 +96,85 @@ def _push(url: str, session: Session) -> None:
 def _run_command(args: argparse.Namespace, scenario: Scenario) -> int:
     if args.report:
         check_report_path(args.report)
+    if not 0 <= args.shrink_budget <= 86400:
+        raise ConfigError("--shrink-budget", args.shrink_budget, "must be 0 to 86400 seconds")
     print(f"stressor {__version__}: seed {scenario.seed}, targets {', '.join(scenario.targets)}")
     options = SessionOptions(
         progress=not args.quiet, scenario_path=args.scenario, textfile=args.textfile
     )
     session = run_session_sync(scenario, options)
-    passed = _finish(session, args.report, args.scenario)
+    passed = _finish(session, args.report, args.scenario, args.shrink_budget)
     if args.pushgateway:
         _push(args.pushgateway, session)
     if session.signal_number is not None:
         return 128 + session.signal_number
     return EXIT_PASSED if passed else EXIT_FAILED
+
+
+def _gate_command(args: argparse.Namespace) -> int:
+    """Check the gate's scenario and report paths, then run it; a stressor failure exits 3."""
+    if not args.scenario:
+        raise ConfigError(
+            "SCENARIO", None, "give the scenario file that declares the gate's [[thresholds]]"
+        )
+    scenario, loaded = scenario_and_file_from_args(args)
+    if not loaded.thresholds:
+        raise ConfigError(
+            f"{args.scenario}: thresholds",
+            None,
+            'declare at least one, e.g. [[thresholds]] with check = "hangs == 0"',
+        )
+    check_threshold_targets(loaded.thresholds, scenario.targets)
+    outputs = {"--report": args.report, "--junit": args.junit, "--markdown": args.markdown}
+    for option, path in outputs.items():
+        if path:
+            check_report_path(path, option)
+    try:
+        return _run_gate(args, scenario, loaded.thresholds)
+    except ConfigError:
+        raise
+    except Exception as error:
+        log.debug("the gate failed", exc_info=error)
+        print(
+            f"stressor: error: the stressor itself failed: {_describe_failure(error)}"
+            " (--log-level debug shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_STRESSOR_FAILED
+
+
+def _run_gate(args: argparse.Namespace, scenario: Scenario, thresholds: list[Threshold]) -> int:
+    targets = ", ".join(scenario.targets)
+    print(f"stressor {__version__}: gate {args.scenario}, seed {scenario.seed}, targets {targets}")
+    options = SessionOptions(progress=not args.quiet, scenario_path=args.scenario)
+    session = run_session_sync(scenario, options)
+    result = judge_gate(
+        session.record, thresholds, version=__version__, scenario_path=args.scenario
+    )
+    print(format_table(result.report.summaries, result.report.problems))
+    for case in result.cases:
+        print(f"{'pass' if case.passed else 'FAIL'}  {case.target}: {case.name}: {case.message}")
+        if case.replay and not case.passed:
+            print(f"      replay: {case.replay}")
+    if args.report:
+        write_report(args.report, result.document)
+    if args.junit:
+        write_file(args.junit, junit_xml(result))
+    if args.markdown:
+        write_file(args.markdown, markdown_summary(result).encode())
+    verdict = "passed" if result.passed else "FAILED"
+    failed = f"{len(result.failures)} of {len(result.cases)} checks failed"
+    print(f"gate {verdict}: {failed}, seed {scenario.seed}")
+    if session.signal_number is not None:
+        return 128 + session.signal_number
+    return EXIT_PASSED if result.passed else EXIT_FAILED
+
+
+def _describe_failure(error: BaseException) -> str:
+    """Return the type and message of ``error``, or of each error in an exception group."""
+    if isinstance(error, BaseExceptionGroup):
+        return "; ".join(_describe_failure(inner) for inner in error.exceptions)
+    return f"{type(error).__name__}: {error}"
 
 
 def _soak_command(args: argparse.Namespace, scenario: Scenario, repeat_filter: RepeatFilter) -> int:
@@ -122,8 +221,15 @@ def _replay_command(args: argparse.Namespace, scenario: Scenario) -> int:
         raise ConfigError("--cycle", args.cycle, "must be an integer of 0 or more")
     if not 1 <= args.repeat <= 100_000:
         raise ConfigError("--repeat", args.repeat, "must be an integer from 1 to 100000")
+    if not 1 <= args.attempts <= 1000:
+        raise ConfigError("--attempts", args.attempts, "must be an integer from 1 to 1000")
+    if not 0 < args.shrink_budget <= 86400:
+        raise ConfigError("--shrink-budget", args.shrink_budget, "must be 0 to 86400 seconds")
     check_inotify_capacity(1)
-    problems = trio.run(replay_cycle, scenario, args.target[0], args.cycle, args.repeat)
+    shrinking = ShrinkOptions(args.attempts, args.shrink_budget) if args.shrink else None
+    problems = trio.run(
+        replay_cycle, scenario, args.target[0], args.cycle, args.repeat, shrinking
+    )
     return EXIT_FAILED if problems else EXIT_PASSED
 
 
@@ -137,13 +243,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "targets":
             return _print_targets()
-        if args.command not in ("run", "soak", "replay"):
+        if args.command not in ("run", "gate", "soak", "replay"):
             parser.print_help()
             return EXIT_USAGE
         default_level = "info" if args.command == "soak" else "warning"
         repeat_filter = configure_logging(args.log_level or default_level, args.log_format)
         if args.command == "replay" and args.seed is None:
             raise ConfigError("--seed", None, "give the seed of the run to replay")
+        if args.command == "gate":
+            return _gate_command(args)
         scenario = scenario_from_args(args)
         if args.command == "run":
             return _run_command(args, scenario)

@@ -9,6 +9,7 @@ import textwrap
 from stressor import __version__
 from stressor.scenario import (
     DEFAULT_METRICS_PORT,
+    DEFAULT_TARGETS,
     Scenario,
     build_expectations,
     new_seed,
@@ -16,7 +17,6 @@ from stressor.scenario import (
     parse_points,
 )
 from stressor.scenario_file import ScenarioFile, load_scenario_file
-from stressor.targets import BUILTIN_TARGETS
 
 
 class UsageError(Exception):
@@ -196,6 +196,12 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         "--textfile", metavar="FILE.prom",
         help="write the final metrics here for node_exporter's textfile collector",
     )  # fmt: skip
+    group.add_argument(
+        "--shrink-budget", type=float, default=0.0, metavar="SECONDS",
+        help="after the run, shrink the first finding of each kind per target to the"
+        " smallest schedule that still shows it, within this many seconds in all"
+        " (default: 0, no shrinking)",
+    )  # fmt: skip
 
 
 GATE_EXIT_STATUSES = textwrap.dedent(
@@ -263,6 +269,18 @@ def _add_replay_options(replay: argparse.ArgumentParser) -> None:
     """Add the options that pick the cycle to replay."""
     group = replay.add_argument_group("cycle to replay")
     group.add_argument("--cycle", type=int, required=True, metavar="C", help="cycle index")
+    group.add_argument(
+        "--shrink", action="store_true",
+        help="on a finding, search for the smallest schedule that still shows it",
+    )  # fmt: skip
+    group.add_argument(
+        "--shrink-budget", type=float, default=30.0, metavar="SECONDS",
+        help="longest time the shrinking may take (default: 30)",
+    )  # fmt: skip
+    group.add_argument(
+        "--attempts", type=int, default=3, metavar="N",
+        help="runs per smaller schedule before it counts as not failing (default: 3)",
+    )  # fmt: skip
     group.add_argument(
         "--repeat", type=int, default=1, metavar="N",
         help="run the cycle N times and count the verdicts (default: 1)",
@@ -333,7 +351,7 @@ def scenario_and_file_from_args(args: argparse.Namespace) -> tuple[Scenario, Sce
     if "seed" not in settings:
         settings["seed"] = new_seed()
 
-    targets = tuple(settings.get("targets", BUILTIN_TARGETS))
+    targets = tuple(settings.get("targets", DEFAULT_TARGETS))
     label = f"{args.scenario}: expect/allow" if args.scenario else "--expect/--allow"
     layers = [(loaded.expect, loaded.allow, label)]
     expect = [parse_outcome_option("--expect", text) for text in args.expect]
