@@ -227,9 +227,7 @@ def _replay_command(args: argparse.Namespace, scenario: Scenario) -> int:
         raise ConfigError("--shrink-budget", args.shrink_budget, "must be 0 to 86400 seconds")
     check_inotify_capacity(1)
     shrinking = ShrinkOptions(args.attempts, args.shrink_budget) if args.shrink else None
-    problems = trio.run(
-        replay_cycle, scenario, args.target[0], args.cycle, args.repeat, shrinking
-    )
+    problems = trio.run(replay_cycle, scenario, args.target[0], args.cycle, args.repeat, shrinking)
     return EXIT_FAILED if problems else EXIT_PASSED
 
 

@@ -84,7 +84,7 @@ async def run_stress(
 
     Args:
         cycle_indices: run only these cycles of each target, such as one cycle to
-            replay; they must be distinct, because each cycle's file is named after
+            replay. They must be distinct, because each cycle's file is named after
             its index. The default is the scenario's cycles.
 
     Raises:

@@ -14,8 +14,8 @@ def judge(
 ) -> list[str]:
     """Return why the target failed its expectation; an empty list means it passed.
 
-    ``tolerate_hint`` tells how to tolerate an unexpected finding; it is formatted
-    with ``target`` and ``finding``, so the Python API can name its own parameter.
+    ``tolerate_hint`` is the advice on how to tolerate an unexpected finding. It is
+    formatted with ``target`` and ``finding``, so the Python API can give its own.
     """
     name = summary.target
     problems = []

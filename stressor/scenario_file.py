@@ -156,7 +156,8 @@ def load_scenario_file(path: str) -> ScenarioFile:
         elif key in _FIELDS:
             _store(path, key, value, result)
         else:
-            _unknown(path, key, value, [k for k in _FIELDS if "." not in k] + sorted(_TABLES))
+            tables = sorted([*_TABLES, "faults", "expect", "allow", "thresholds"])
+            _unknown(path, key, value, [k for k in _FIELDS if "." not in k] + tables)
     return result
 
 

@@ -111,7 +111,7 @@ async def run_session(
     record = RunRecord(scenario, keep_results=options.keep_results)
     session = Session(record, registry, state)
     observers: list[RunObserver] = [metrics, state]
-    progress = Progress()
+    progress = Progress.for_scenario(scenario)
     if options.progress:
         observers.append(progress)
     if options.findings_dir:
@@ -159,14 +159,22 @@ async def run_session(
 def run_session_sync(
     scenario: Scenario, options: SessionOptions, repeat_filter: RepeatFilter | None = None
 ) -> Session:
-    """Run ``run_session`` in trio, unwrapping a configuration error from its exception group."""
+    """Run ``run_session`` in trio, unwrapping a configuration error from its exception group.
+
+    A group of nothing but ``OSError`` (such as a ``$TMPDIR`` where the run's
+    directory cannot be created) is unwrapped too, so the command line reports it
+    in one line.
+    """
     try:
         return trio.run(run_session, scenario, options, repeat_filter)
     except BaseExceptionGroup as group:
-        config_errors = group.subgroup(ConfigError)
-        if config_errors is None:
+        os_errors, others = group.split(OSError)
+        chosen: BaseExceptionGroup[BaseException] | None = group.subgroup(ConfigError)
+        if chosen is None and others is None:
+            chosen = os_errors
+        if chosen is None:
             raise
-        error: BaseException = config_errors.exceptions[0]
+        error: BaseException = chosen.exceptions[0]
         while isinstance(error, BaseExceptionGroup):
             error = error.exceptions[0]
         raise error from None

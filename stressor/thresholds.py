@@ -28,6 +28,7 @@ from typing import Any
 from stressor.results import CRASH, DUPLICATE, HANG, LOST, REORDER, TORN
 from stressor.scenario import ConfigError
 from stressor.summary import TargetSummary, quantiles
+from stressor.witnesses import SLOWEST_DELIVERY, SLOWEST_EXIT
 
 ALL_TARGETS = "*"
 
@@ -39,10 +40,6 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     ">": operator.gt,
 }
-
-# Keys that pick the cycle to replay when a threshold on latency fails.
-SLOWEST_EXIT = "exit_latency"
-SLOWEST_DELIVERY = "delivery_latency"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +103,7 @@ def _build_metrics() -> dict[str, Metric]:
 
 METRICS = _build_metrics()
 
-_CHECK = re.compile(r"\s*(?P<metric>[A-Za-z_][\w.]*)\s*(?P<operator>[=!<>]=?)\s*(?P<number>\S*)\s*")
+_CHECK = re.compile(r"\s*(?P<metric>[A-Za-z_][\w.]*)\s*(?P<operator>[=!<>]+)\s*(?P<number>\S*)\s*")
 _NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
 _EXAMPLE = 'write METRIC OPERATOR NUMBER, e.g. "hangs == 0" or "exit_latency.p99 < 0.2"'
 
@@ -244,10 +241,10 @@ def _evaluate(threshold: Threshold, target: str, summary: TargetSummary) -> Thre
             message = f"no delivery latency was measured, because {target} delivered no line"
         return ThresholdResult(threshold, target, None, False, message)
     passed = OPERATORS[threshold.operator](value, threshold.limit)
-    shown = f"{metric.name} is {_format_number(value)}"
+    measured = f"{metric.name} is {_format_number(value)}"
     if metric.unit == "seconds":
-        shown += " s"
-    message = shown if passed else f"{shown}, which fails {threshold.check}"
+        measured += " s"
+    message = measured if passed else f"{measured}, which fails {threshold.check}"
     return ThresholdResult(threshold, target, value, passed, message)
 
 
