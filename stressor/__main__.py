@@ -1,5 +1,5 @@
 """Run the command line: ``python -m stressor``."""
 
-from stressor.cli import main
+from stressor._entry import main
 
 raise SystemExit(main())

@@ -37,6 +37,7 @@ def check_lines(
     required_before: float | None,
     at_risk: Set[Key] = frozenset(),
     incomplete: Mapping[Key, bytes] | None = None,
+    generation_of: Mapping[Key, int] | None = None,
 ) -> LineCheck:
     """Count lost, duplicated, reordered, torn and indeterminate lines; measure latency.
 
@@ -50,6 +51,10 @@ def check_lines(
             them; if never delivered they are indeterminate, not lost.
         incomplete: partial lines never completed, with the fragment written; a
             delivery of the fragment is not torn, and no delivery is not lost.
+        generation_of: the file generation of each line. A line in a generation that
+            was rotated away (neither the first file, which the follower opened, nor
+            the last) of which no line was delivered is indeterminate: that file may
+            have come and gone before any follower could open it.
     """
     incomplete = incomplete or {}
     fragments = {fragment.rstrip(b"\n") for fragment in incomplete.values()}
@@ -78,10 +83,11 @@ def check_lines(
         highest[parsed.writer] = max(highest.get(parsed.writer, 0), parsed.seq)
 
     missing = [key for key in written if key not in seen]
+    unseen = _unseen_generations(generation_of or {}, seen)
     indeterminate = len(incomplete)
     lost = 0
     for key in missing:
-        if key in at_risk:
+        if key in at_risk or (generation_of or {}).get(key) in unseen:
             indeterminate += 1
         elif required_before is None:
             continue
@@ -90,3 +96,12 @@ def check_lines(
         else:
             indeterminate += 1
     return LineCheck(read, lost, duplicated, reordered, torn, tuple(latencies), indeterminate)
+
+
+def _unseen_generations(generation_of: Mapping[Key, int], seen: Set[Key]) -> set[int]:
+    """Return the rotated-away generations, first and last excluded, with no line delivered."""
+    if not generation_of:
+        return set()
+    last = max(generation_of.values())
+    delivered = {generation_of[key] for key in seen if key in generation_of}
+    return {g for g in set(generation_of.values()) if 0 < g < last and g not in delivered}

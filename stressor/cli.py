@@ -13,11 +13,12 @@ import argparse
 import collections
 import json
 import logging
+import os
 import sys
+import urllib.parse
 from collections.abc import Sequence
 
 import prometheus_client
-import trio
 
 from stressor import __version__
 from stressor.engine import check_inotify_capacity
@@ -31,10 +32,16 @@ from stressor.options import (
     scenario_from_args,
 )
 from stressor.replay import ShrinkOptions, replay_cycle, shrink_findings
-from stressor.reports import check_report_path, format_table, report_run, write_report
+from stressor.reports import (
+    check_report_path,
+    check_writable_directory,
+    format_table,
+    report_run,
+    write_report,
+)
 from stressor.results import RunRecord
 from stressor.scenario import ConfigError, Scenario
-from stressor.session import Session, SessionOptions, run_session_sync
+from stressor.session import Session, SessionOptions, run_session_sync, run_until_signal
 from stressor.targets import BUILTIN_TARGETS
 from stressor.thresholds import Threshold, check_threshold_targets
 
@@ -55,26 +62,54 @@ def _print_targets() -> int:
 def _finish(
     session: Session, report_path: str | None, scenario_path: str | None, shrink_budget: float
 ) -> bool:
-    """Print the summary table, write the report and return whether the run passed."""
+    """Print the summary table, write the report and return whether the run passed.
+
+    With a shrink budget the report is written first and again once the findings are
+    shrunk, so a signal during the shrinking keeps the run's report.
+    """
     record = session.record
     report = report_run(record, version=__version__, scenario_path=scenario_path)
     print(format_table(report.summaries, report.problems))
-    if shrink_budget > 0 and not record.interrupted:
-        _add_shrunk(report.document, record, shrink_budget)
-    for problems in report.problems.values():
+    for name, problems in report.problems.items():
         for problem in problems:
             print(f"FAIL {problem}")
+        if problems:
+            _print_replays(report.document, name)
     verdict = "passed" if report.passed else "FAILED"
     seed = record.scenario.seed
-    print(f"seed {seed}: {verdict}" + (" (interrupted)" if record.interrupted else ""))
+    if record.interrupted:
+        verdict += " (interrupted by a signal before the run ended)"
+    print(f"seed {seed}: {verdict}")
     if report_path:
         write_report(report_path, report.document)
+    if shrink_budget > 0 and not record.interrupted:
+        signal_number = _add_shrunk(report.document, record, shrink_budget)
+        if report_path:
+            write_report(report_path, report.document)
+        if signal_number is not None:
+            session.signal_number = signal_number
     return report.passed
 
 
-def _add_shrunk(document: dict[str, object], record: RunRecord, budget: float) -> None:
-    """Shrink the run's findings and add the smallest schedules to the report."""
-    shrunk = trio.run(shrink_findings, record.scenario, record.results, budget)
+def _print_replays(document: dict[str, object], target: str) -> None:
+    """Print the replay command of the first cycle of each finding of ``target``."""
+    targets = document["targets"]
+    assert isinstance(targets, dict)
+    for outcome, first in targets[target].get("first_findings", {}).items():
+        print(f"  first {outcome}: {first['replay']}")
+
+
+def _add_shrunk(document: dict[str, object], record: RunRecord, budget: float) -> int | None:
+    """Shrink the run's findings and add the smallest schedules to the report.
+
+    Returns the number of the signal that stopped the shrinking, or None.
+    """
+    shrunk, signal_number = run_until_signal(
+        shrink_findings, record.scenario, record.results, budget
+    )
+    if shrunk is None:
+        print("shrinking stopped by a signal; the report has no smallest schedules")
+        return signal_number
     targets = document["targets"]
     assert isinstance(targets, dict)
     for target, entries in shrunk.items():
@@ -84,6 +119,26 @@ def _add_shrunk(document: dict[str, object], record: RunRecord, budget: float) -
                 f"shrunk {entry['outcome']} of {target} (seed {entry['seed']},"
                 f" cycle {entry['cycle']}): smallest {json.dumps(entry['smallest'])}"
             )
+    return None
+
+
+def _check_findings_dir(path: str) -> None:
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError("--findings-dir", path, "is a file; give a directory path")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError("--findings-dir", path, f"cannot create it ({reason})") from None
+    check_writable_directory(path, "--findings-dir", path)
+
+
+def _check_pushgateway(url: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            "--pushgateway", url, "give an http or https URL such as http://127.0.0.1:9091"
+        )
 
 
 def _push(url: str, session: Session) -> None:
@@ -96,6 +151,10 @@ def _push(url: str, session: Session) -> None:
 def _run_command(args: argparse.Namespace, scenario: Scenario) -> int:
     if args.report:
         check_report_path(args.report)
+    if args.textfile:
+        check_report_path(args.textfile, "--textfile")
+    if args.pushgateway:
+        _check_pushgateway(args.pushgateway)
     if not 0 <= args.shrink_budget <= 86400:
         raise ConfigError("--shrink-budget", args.shrink_budget, "must be 0 to 86400 seconds")
     print(f"stressor {__version__}: seed {scenario.seed}, targets {', '.join(scenario.targets)}")
@@ -180,6 +239,10 @@ def _describe_failure(error: BaseException) -> str:
 def _soak_command(args: argparse.Namespace, scenario: Scenario, repeat_filter: RepeatFilter) -> int:
     if args.max_findings < 1:
         raise ConfigError("--max-findings", args.max_findings, "must be an integer of 1 or more")
+    if args.textfile:
+        check_report_path(args.textfile, "--textfile")
+    if args.findings_dir:
+        _check_findings_dir(args.findings_dir)
     options = SessionOptions(
         metrics_host=args.metrics_host,
         progress=False,
@@ -225,9 +288,20 @@ def _replay_command(args: argparse.Namespace, scenario: Scenario) -> int:
         raise ConfigError("--attempts", args.attempts, "must be an integer from 1 to 1000")
     if not 0 < args.shrink_budget <= 86400:
         raise ConfigError("--shrink-budget", args.shrink_budget, "must be 0 to 86400 seconds")
+    if scenario.backend == "fake" and not args.shrink:
+        # Each attempt runs in virtual time on fresh fake files: an exact replay.
+        # Imported here, so that pyfakefs loads only for the fake backend.
+        from stressor.exact import replay_exactly
+
+        exact_problems = replay_exactly(scenario, args.target[0], args.cycle, args.repeat)
+        return EXIT_FAILED if exact_problems else EXIT_PASSED
     check_inotify_capacity(1)
     shrinking = ShrinkOptions(args.attempts, args.shrink_budget) if args.shrink else None
-    problems = trio.run(replay_cycle, scenario, args.target[0], args.cycle, args.repeat, shrinking)
+    problems, signal_number = run_until_signal(
+        replay_cycle, scenario, args.target[0], args.cycle, args.repeat, shrinking
+    )
+    if signal_number is not None:
+        return 128 + signal_number
     return EXIT_FAILED if problems else EXIT_PASSED
 
 

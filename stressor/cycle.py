@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import logging
 import os
 import random
-import shutil
 
 import trio
 
+from stressor.backends import Backend, current_backend, make_backend, use_backend
 from stressor.checks import Delivery
 from stressor.faults import Fault, FaultEnvironment, inject
 from stressor.gochan import Signal
@@ -32,7 +33,35 @@ from stressor.writers import Writer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CycleLimits", "CycleSetup", "run_cycle"]
+__all__ = ["CycleLimits", "CycleSetup", "ResourceLimitError", "run_cycle"]
+
+# Errors of inotify_init1 and inotify_add_watch that mean the machine, not the
+# follower, ran out: instances (EMFILE), files (ENFILE) or watches (ENOSPC).
+_LIMIT_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOSPC)
+
+
+class ResourceLimitError(OSError):
+    """The machine ran out of inotify instances or watches during a cycle.
+
+    That is not the follower's fault, so it is no finding: the run stops instead.
+    """
+
+
+def _root_error(error: BaseException | None) -> BaseException | None:
+    """Return the first leaf of an exception group, or the error itself."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
+def _check_resource_limit(error: BaseException | None) -> None:
+    if isinstance(error, OSError) and error.errno in _LIMIT_ERRNOS and "inotify" in str(error):
+        raise ResourceLimitError(
+            error.errno,
+            f"a follower could not get inotify resources ({error}); lower --concurrency,"
+            " stop other inotify users, or raise fs.inotify.max_user_instances and"
+            " fs.inotify.max_user_watches",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +76,8 @@ class CycleSetup:
         rotate_method: the rotation method of those rotations.
         check_leaks: compare the process's descriptors and inotify watches before
             and after the follower; exact only while one cycle runs at a time.
+        backend: ``real`` files, or ``fake`` files with a simulated inotify, each
+            cycle in a fake file system of its own (``stressor.backends``).
     """
 
     line_format: str = "docker-json"
@@ -54,13 +85,17 @@ class CycleSetup:
     rotate_every: int = 0
     rotate_method: str = "rename-create"
     check_leaks: bool = False
+    backend: str = "real"
 
 
-def _attach_faults(hooks: Hooks, faults: tuple[Fault, ...], env: FaultEnvironment) -> None:
-    """Attach each fault to its hook point."""
+def _attach_faults(
+    hooks: Hooks, faults: tuple[Fault, ...], env: FaultEnvironment, fired: list[Fault]
+) -> None:
+    """Attach each fault to its hook point; ``fired`` collects those whose point fired."""
     for fault in faults:
 
         async def act(fault: Fault = fault) -> None:
+            fired.append(fault)
             await inject(fault, env)
 
         hooks.on(fault.point, act)
@@ -68,14 +103,15 @@ def _attach_faults(hooks: Hooks, faults: tuple[Fault, ...], env: FaultEnvironmen
 
 def _prepare_file(cycle_directory: str, symlink: bool) -> str:
     """Create the empty log file, behind a symlink in symlink mode; return the followed path."""
+    fs = current_backend().os
     path = os.path.join(cycle_directory, "app.log")
     real = path
     if symlink:
         target_directory = os.path.join(cycle_directory, "target")
-        os.mkdir(target_directory, 0o700)
+        fs.mkdir(target_directory, 0o700)
         real = os.path.join(target_directory, "app.log")
-        os.symlink(real, path)
-    os.close(os.open(real, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+        fs.symlink(real, path)
+    fs.close(fs.open(real, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600))
     return path
 
 
@@ -93,9 +129,30 @@ async def run_cycle(
     points; then the follower is told that the writer is done. A follower that stops
     making progress is cancelled and the cycle ends as a hang, so a cycle always
     ends within ``limits.max_wait`` of the writer's exit plus the writer's own pauses.
+
+    The files are those of the current backend (``stressor.backends.use_backend``),
+    where ``directory`` must exist. With ``setup.backend`` set to ``fake`` while
+    the current backend is real, the cycle gets a fresh fake file system, in which
+    ``directory`` is created: a fake cycle then depends on no other cycle.
     """
+    backend = current_backend()
+    if setup.backend == "fake" and backend.name != "fake":
+        backend = make_backend("fake")
+        backend.os.makedirs(directory, 0o700, exist_ok=True)
+    with use_backend(backend):
+        return await _run_cycle_files(backend, target, schedule, directory, limits, setup)
+
+
+async def _run_cycle_files(
+    backend: Backend,
+    target: Target,
+    schedule: Schedule,
+    directory: str,
+    limits: CycleLimits,
+    setup: CycleSetup,
+) -> CycleResult:
     cycle_directory = os.path.join(directory, f"{target.name}-{schedule.cycle}")
-    os.mkdir(cycle_directory, 0o700)
+    backend.os.mkdir(cycle_directory, 0o700)
     try:
         path = _prepare_file(cycle_directory, setup.symlink)
         writer = Writer(path, line_format=setup.line_format)
@@ -105,7 +162,7 @@ async def run_cycle(
         finally:
             writer.close()
     finally:
-        shutil.rmtree(cycle_directory, ignore_errors=True)
+        backend.rmtree(cycle_directory)
 
 
 class _Cycle:
@@ -129,6 +186,7 @@ class _Cycle:
         self.deliveries: list[Delivery] = []
         self.state = FollowerState()
         self.caught_up = trio.Event()
+        self.fired: list[Fault] = []
         self.ctx = FollowContext(
             path=path,
             writer_done=Signal(),
@@ -170,6 +228,14 @@ class _Cycle:
         if self.schedule.settle > 0:
             await trio.sleep(self.schedule.settle)
 
+    async def _publish_rotation(self, nursery: trio.Nursery) -> None:
+        """Publish a rotation notice from a task of its own, so the writer goes on at once.
+
+        A rotation that a fault makes inside the follower's own task (at
+        ``before-remove``, say) would otherwise wait for that same task to take it.
+        """
+        nursery.start_soon(self.ctx.rotations.publish, self.limits.deadline)
+
     def _cancel_follower(self, scope: trio.CancelScope) -> None:
         if not self.state.done.is_set():
             self.state.cancelled = True
@@ -184,11 +250,11 @@ class _Cycle:
         async with trio.open_nursery() as nursery:
             env = FaultEnvironment(
                 writer=self.writer,
-                notify_rotation=functools.partial(self.ctx.rotations.publish, self.limits.deadline),
+                notify_rotation=functools.partial(self._publish_rotation, nursery),
                 spawn=nursery.start_soon,
                 cancel_follower=functools.partial(self._cancel_follower, scope),
             )
-            _attach_faults(self.hooks, self.schedule.faults, env)
+            _attach_faults(self.hooks, self.schedule.faults, env, self.fired)
             await self.hooks.fire(HookPoint.BEFORE_START)
             nursery.start_soon(run_follower, self.target, self.ctx, state, scope)
             started = await wait_until_ready(state, self.limits.max_wait)
@@ -205,12 +271,14 @@ class _Cycle:
             # Background fault tasks, such as a partial line's completion, end here.
             nursery.cancel_scope.cancel()
 
+        _check_resource_limit(_root_error(state.error))
         leak_detail = ""
         if before is not None and not hung:
             leak_detail = count_resources().leaked_since(before)
         seen = Observations(
             deliveries=self.deliveries,
             landed=env.landed,
+            fired=tuple(self.fired),
             exited_at=exited_at,
             told_at=told_at,
             hang_detail=self._hang_detail() if hung else "",
@@ -220,9 +288,11 @@ class _Cycle:
 
     def _hang_detail(self) -> str:
         fired = self.hooks.fired_at
-        passed = max(fired, key=fired.__getitem__, default=None)
+        # The last one inserted: under MockClock several points fire at one instant.
+        passed = next(reversed(fired), None)
         where = f", last hook point passed: {passed.value}" if passed else ""
+        evidence = "".join(f"; {note}" for note in self.ctx.evidence)
         return (
             f"no progress for {self.limits.deadline:g} s after the writer exited"
-            f" ({len(self.deliveries)} lines delivered{where})"
+            f" ({len(self.deliveries)} lines delivered{where}){evidence}"
         )

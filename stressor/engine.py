@@ -14,9 +14,9 @@ from typing import Protocol
 import trio
 
 from stressor.cycle import CycleLimits, run_cycle
+from stressor.leaks import count_user_inotify_instances
 from stressor.results import CycleResult, RunRecord
 from stressor.scenario import ConfigError, Scenario
-from stressor.watchers import inotify
 
 log = logging.getLogger(__name__)
 
@@ -41,22 +41,26 @@ def check_inotify_capacity(concurrency: int) -> None:
     """Raise ``ConfigError`` when ``concurrency`` followers could not each get an inotify instance.
 
     Each follower built on inotify opens its own instance, as ``docker logs -f`` does,
-    and the kernel caps instances per user. Hitting that cap mid-run would make
-    healthy followers fail, so the run is rejected before it starts.
+    and the kernel caps instances per user, counting those of the user's other
+    processes. Hitting that cap mid-run would make healthy followers fail, so the run
+    is rejected before it starts. Other programs can still take instances later: a
+    cycle whose follower then fails to get one stops the run (``ResourceLimitError``).
     """
     try:
         with open(INOTIFY_INSTANCES_LIMIT) as file:
             limit = int(file.read())
     except (OSError, ValueError):
         return
-    available = limit - inotify.count_instances() - INOTIFY_INSTANCES_SPARE
+    in_use = count_user_inotify_instances()
+    available = limit - in_use - INOTIFY_INSTANCES_SPARE
     if concurrency > available:
         raise ConfigError(
             "--concurrency",
             concurrency,
-            f"at most {available} followers can each open an inotify instance"
-            f" (fs.inotify.max_user_instances = {limit}); lower --concurrency or raise the"
-            f" limit, e.g. sysctl fs.inotify.max_user_instances={max(1024, 2 * concurrency)}",
+            f"at most {max(available, 0)} followers can each open an inotify instance"
+            f" (fs.inotify.max_user_instances = {limit}, {in_use} in use by this user);"
+            " lower --concurrency, stop other inotify users, or raise the limit, e.g."
+            f" sysctl fs.inotify.max_user_instances={max(1024, 2 * concurrency)}",
         )
 
 
@@ -67,6 +71,10 @@ def _jobs(scenario: Scenario, indices: Iterable[int] | None) -> Iterator[tuple[s
     for index in indices:
         for name in scenario.targets:
             yield name, index
+
+
+# The run directory of a fake-backend run, inside each cycle's fake file system.
+FAKE_RUN_DIRECTORY = "/tmp/stressor-run"
 
 
 async def run_stress(
@@ -81,6 +89,8 @@ async def run_stress(
     Cycles run in a private temporary directory (mode 0700) that is removed at the
     end, also when the run is cancelled. A cancelled run leaves the cycles that
     finished in ``record`` and reports the others to ``observers`` as abandoned.
+    On the fake backend each cycle makes that directory in a fake file system of
+    its own, and no real file is touched.
 
     Args:
         cycle_indices: run only these cycles of each target, such as one cycle to
@@ -90,7 +100,8 @@ async def run_stress(
     Raises:
         OSError: the temporary directory could not be created.
     """
-    check_inotify_capacity(scenario.concurrency)
+    if scenario.backend == "real":
+        check_inotify_capacity(scenario.concurrency)
     limits = CycleLimits(deadline=scenario.deadline, max_wait=scenario.max_wait)
     jobs = _jobs(scenario, cycle_indices)
     stop_at = None
@@ -98,7 +109,10 @@ async def run_stress(
         stop_at = trio.current_time() + scenario.duration
     # An invalid TMPDIR fails the run instead of falling back to /tmp, as
     # tempfile.gettempdir() would, because that would change the file system under test.
-    directory = tempfile.mkdtemp(prefix="stressor-", dir=os.environ.get("TMPDIR") or None)
+    if scenario.backend == "fake":
+        directory = FAKE_RUN_DIRECTORY
+    else:
+        directory = tempfile.mkdtemp(prefix="stressor-", dir=os.environ.get("TMPDIR") or None)
     log.info(
         "run started: seed %d, targets %s, concurrency %d, directory %s",
         scenario.seed,
@@ -118,7 +132,8 @@ async def run_stress(
             for _ in range(scenario.concurrency):
                 nursery.start_soon(worker)
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        if scenario.backend == "real":
+            shutil.rmtree(directory, ignore_errors=True)
         record.finished_at = datetime.datetime.now(datetime.UTC)
         log.info("run finished: seed %d, %d cycles", scenario.seed, record.finished_cycles)
 

@@ -98,6 +98,18 @@ class Fault:
         """Return a short label such as ``late-write@before-remove``."""
         return f"{self.name}@{self.point.value}"
 
+    def describe_fully(self) -> str:
+        """Return the label with every setting that differs from the default, to replay it."""
+        settings = [
+            f"lines={self.lines}" if self.lines != 1 else "",
+            f"count={self.count}" if self.count != 1 else "",
+            f"gap={self.gap:g}" if self.gap else "",
+            f"delay={self.delay:.6g}" if self.delay else "",
+            "complete=false" if not self.complete else "",
+            f"after_line={self.after_line}" if self.after_line else "",
+        ]
+        return " ".join([self.describe(), *(setting for setting in settings if setting)])
+
 
 def _log_uniform(rng: random.Random, low: float, high: float) -> float:
     """Draw from [low, high] so that each decade is equally likely; 0 counts as 1 µs."""

@@ -48,3 +48,28 @@ def _watches_of(fd_name: str) -> int:
             return sum(1 for line in info if line.startswith("inotify wd:"))
     except OSError:
         return 0
+
+
+def count_user_inotify_instances() -> int:
+    """Count the inotify instances of every process of this user, from /proc.
+
+    Processes whose descriptors cannot be read (another user's, or gone) are
+    skipped, so the count can be low when this user cannot read them all.
+    """
+    uid = os.getuid()
+    count = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != uid:
+                continue
+            names = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for name in names:
+            try:
+                count += os.readlink(f"/proc/{pid}/fd/{name}") == "anon_inode:inotify"
+            except OSError:
+                continue
+    return count

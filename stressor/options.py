@@ -114,10 +114,16 @@ def _add_scenario_options(command: argparse.ArgumentParser) -> None:
     what = command.add_argument_group("what to stress")
     what.add_argument(
         "--target", action="append", metavar="NAME",
-        help="a target to stress; repeat for several (default: all built-in targets)",
+        help="a target to stress; repeat for several (default: reference, polling,"
+        " docker-1.12.1 and docker-1.13.0; see `stressor targets` for all)",
     )  # fmt: skip
     what.add_argument("--seed", type=int, help="run seed (default: a random one, printed)")
     what.add_argument("--concurrency", type=int, metavar="K", help="cycles at once (default: 16)")
+    what.add_argument(
+        "--backend", choices=["real", "fake"], default=None,
+        help="real files with kernel inotify, or fake files with a simulated inotify, on"
+        " which replays are exact (default: real)",
+    )  # fmt: skip
 
     cycle = command.add_argument_group("each cycle")
     cycle.add_argument("--lines", type=int, metavar="N", help="lines per writer (default: 10)")
@@ -290,6 +296,7 @@ def _add_replay_options(replay: argparse.ArgumentParser) -> None:
 # Scenario field -> parsed option attribute, for options that map one to one.
 _OPTION_FIELDS = {
     "concurrency": "concurrency",
+    "backend": "backend",
     "seed": "seed",
     "lines": "lines",
     "max_gap": "max_gap",
@@ -357,5 +364,6 @@ def scenario_and_file_from_args(args: argparse.Namespace) -> tuple[Scenario, Sce
     expect = [parse_outcome_option("--expect", text) for text in args.expect]
     allow = [parse_outcome_option("--allow", text) for text in args.allow]
     layers.append((expect, allow, "--expect/--allow"))
-    settings["expectations"] = build_expectations(targets, layers)
+    extra = settings.get("extra_targets", {})
+    settings["expectations"] = build_expectations(targets, layers, extra)
     return Scenario(**settings, sources=sources), loaded

@@ -53,6 +53,16 @@ def target_report(
             }
             for hang in summary.hangs
         ],
+        "first_findings": {
+            outcome: {
+                "seed": first.seed,
+                "cycle": first.cycle,
+                "faults": list(first.faults),
+                "detail": first.detail,
+                "replay": replay(summary.target, first.seed, first.cycle),
+            }
+            for outcome, first in sorted(summary.first_findings.items())
+        },
     }
 
 
@@ -123,14 +133,30 @@ def report_run(
 
 
 def check_report_path(path: str, option: str = "--report") -> None:
-    """Raise ``ConfigError`` naming ``option`` now if ``path`` could not be written later."""
+    """Raise ``ConfigError`` naming ``option`` now if ``path`` could not be written later.
+
+    It creates and removes a temporary file next to ``path``, because permission
+    bits alone do not tell (root may write anywhere, except in /proc and the like).
+    """
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
-        raise ConfigError(option, path, "is a directory; give a file name such as out.json")
+        raise ConfigError(option, path, "is a directory; give a file path")
     if not os.path.isdir(directory):
         raise ConfigError(option, path, f"directory {directory} does not exist; create it")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise ConfigError(option, path, f"directory {directory} is not writable")
+    check_writable_directory(directory, option, path)
+
+
+def check_writable_directory(directory: str, option: str, value: str) -> None:
+    """Raise ``ConfigError`` unless a file can be created in ``directory``."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".stressor-probe-", dir=directory)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError(
+            option, value, f"cannot write in {directory} ({reason}); choose a writable path"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def write_report(path: str, report: Mapping[str, object]) -> None:

@@ -32,7 +32,9 @@ class CycleResult:
         seed: the run seed; with ``cycle`` it reproduces the cycle's schedule.
         cycle: the cycle index.
         findings: every finding of the cycle; empty when it passed.
-        faults: labels of the injected faults, such as ``late-write@before-remove``.
+        faults: labels of the faults that were injected, such as
+            ``late-write@before-remove``; a scheduled fault whose hook point never
+            fired is not among them.
         fault_kinds: the kinds of those faults, such as ``late-write``.
         window_hit: True when a fault landed after the writer's exit and before the
             follower had removed its watch or finished.

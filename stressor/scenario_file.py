@@ -6,6 +6,8 @@ An example with every key::
     seed = 7
     cycles = 200            # or: duration = 30.0 (seconds)
     concurrency = 16
+    backend = "real"        # or "fake": pyfakefs files with a simulated inotify, on
+                            # which `stressor replay` is exact (see below)
 
     [writer]
     lines = 10
@@ -52,9 +54,20 @@ An example with every key::
     [metrics]
     port = 9466
 
+    [[commands]]            # an external program as a target; see stressor.external.table
+    name = "my-agent"
+    argv = ["./agent", "{path}"]
+
 Every key is optional. A ``[[faults]]`` list replaces the default late write, so a
 file with only a rotation injects no late writes. Unknown keys and values of the
 wrong type raise ``ConfigError`` naming the file and the key.
+
+``backend`` is a top-level key because it concerns every part of a cycle, not
+only the writer: the files, the inotify watches and the followers' reads. On
+``"fake"``, in-process targets run on pyfakefs files with a simulated inotify
+(``stressor.backends``); ``stressor run`` keeps the real clock, and
+``stressor replay`` runs each attempt in virtual time, so it repeats the same
+events and verdict exactly. ``limits.check_leaks`` needs the real backend.
 """
 
 from __future__ import annotations
@@ -64,6 +77,7 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
+from stressor.external.table import read_commands, recipes_named
 from stressor.faults import FaultSpec
 from stressor.hooks import HookPoint, parse_hook_point
 from stressor.results import FINDINGS
@@ -77,6 +91,7 @@ _FIELDS = {
     "cycles": "cycles",
     "duration": "duration",
     "concurrency": "concurrency",
+    "backend": "backend",
     "writer.lines": "lines",
     "writer.max_gap": "max_gap",
     "writer.settle": "settle",
@@ -140,6 +155,9 @@ def load_scenario_file(path: str) -> ScenarioFile:
         raise ConfigError("SCENARIO", path, "file not found; check the path") from None
     except OSError as error:
         raise ConfigError("SCENARIO", path, f"cannot read it ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        fix = f"not UTF-8 text ({error.reason}); save it as UTF-8"
+        raise ConfigError("SCENARIO", path, fix) from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError("SCENARIO", path, f"invalid TOML: {error}") from None
 
@@ -153,11 +171,19 @@ def load_scenario_file(path: str) -> ScenarioFile:
             _read_outcomes(path, key, value, getattr(result, key))
         elif key == "thresholds":
             result.thresholds = read_thresholds(path, value)
+        elif key == "commands":
+            result.settings["extra_targets"] = read_commands(path, value)
+            result.sources["extra_targets"] = f"{path}: commands"
         elif key in _FIELDS:
             _store(path, key, value, result)
         else:
-            tables = sorted([*_TABLES, "faults", "expect", "allow", "thresholds"])
+            tables = sorted([*_TABLES, "faults", "expect", "allow", "thresholds", "commands"])
             _unknown(path, key, value, [k for k in _FIELDS if "." not in k] + tables)
+    # Recipe names (such as "tail-F") work as targets without a [[commands]] table.
+    extra = result.settings.get("extra_targets", {})
+    recipes = recipes_named(result.settings.get("targets"), extra)
+    if recipes:
+        result.settings["extra_targets"] = {**extra, **recipes}
     return result
 
 

@@ -6,6 +6,8 @@ import dataclasses
 import functools
 import logging
 import signal
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import prometheus_client
 import trio
@@ -89,10 +91,12 @@ def write_textfile(path: str, registry: CollectorRegistry) -> None:
         log.error("writing metrics textfile %s failed: %s", path, error)
 
 
-def _bind_error(port: int, error: OSError) -> ConfigError:
+def _bind_error(host: str, port: int, error: OSError) -> ConfigError:
     reason = error.strerror or str(error)
     return ConfigError(
-        "--metrics-port", port, f"cannot listen on it ({reason}); choose another port or 0"
+        "--metrics-host/--metrics-port",
+        f"{host}:{port}",
+        f"cannot listen there ({reason}); choose another address or port, or port 0",
     )
 
 
@@ -140,7 +144,7 @@ async def run_session(
                 await nursery.start(serve)
             except OSError as error:
                 nursery.cancel_scope.cancel()
-                raise _bind_error(scenario.metrics_port, error) from None
+                raise _bind_error(options.metrics_host, scenario.metrics_port, error) from None
         if options.progress:
             nursery.start_soon(progress.run)
         nursery.start_soon(_summarise_periodically, repeat_filter, options.textfile, registry)
@@ -178,3 +182,36 @@ def run_session_sync(
         while isinstance(error, BaseExceptionGroup):
             error = error.exceptions[0]
         raise error from None
+
+
+T = TypeVar("T")
+
+
+def run_until_signal(
+    function: Callable[..., Awaitable[T]], *args: object
+) -> tuple[T | None, int | None]:
+    """Run ``function(*args)`` in trio until it returns or SIGINT or SIGTERM arrives.
+
+    Returns its value and None, or None and the signal's number when a signal
+    cancelled it; its cleanup (temporary directories, followers) runs either way.
+    """
+
+    async def main() -> tuple[T | None, int | None]:
+        value: T | None = None
+        received: int | None = None
+        async with trio.open_nursery() as nursery:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+
+                async def watch() -> None:
+                    nonlocal received
+                    async for number in signals:
+                        log.warning("received %s: stopping", signal.Signals(number).name)
+                        received = number
+                        nursery.cancel_scope.cancel()
+
+                nursery.start_soon(watch)
+                value = await function(*args)
+                nursery.cancel_scope.cancel()
+        return value, received
+
+    return trio.run(main)

@@ -52,7 +52,7 @@ def describe_schedule(schedule: Schedule) -> dict[str, object]:
     """Return the schedule as JSON-ready fields, for reports and the command line."""
     return {
         "lines": len(schedule.gaps),
-        "faults": [fault.describe() for fault in schedule.faults],
+        "faults": [fault.describe_fully() for fault in schedule.faults],
         "catch_up": schedule.catch_up,
         "pause_seconds": round(sum(schedule.gaps) + schedule.settle, 6),
         "fault_delays": [round(fault.delay, 6) for fault in schedule.faults],

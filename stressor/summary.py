@@ -44,6 +44,7 @@ class TargetSummary:
     delivery_latencies: list[float] = dataclasses.field(default_factory=list)
     exit_latencies: list[float] = dataclasses.field(default_factory=list)
     hangs: list[Reproduction] = dataclasses.field(default_factory=list)
+    first_findings: dict[str, Reproduction] = dataclasses.field(default_factory=dict)
 
     def add(self, result: CycleResult) -> None:
         """Fold one cycle's result into the summary."""
@@ -62,8 +63,13 @@ class TargetSummary:
         self.delivery_latencies.extend(result.delivery_latencies)
         if result.exit_latency is not None:
             self.exit_latencies.append(result.exit_latency)
+        reproduction = Reproduction(result.seed, result.cycle, result.faults, result.detail)
         if HANG in result.findings:
-            self.hangs.append(Reproduction(result.seed, result.cycle, result.faults, result.detail))
+            self.hangs.append(reproduction)
+        for finding in result.findings:
+            first = self.first_findings.get(finding)
+            if first is None or result.cycle < first.cycle:
+                self.first_findings[finding] = reproduction
 
 
 def summarize(

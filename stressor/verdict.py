@@ -6,6 +6,7 @@ import dataclasses
 
 from stressor import results
 from stressor.checks import Delivery, check_lines
+from stressor.faults import Fault
 from stressor.hooks import HookPoint, Hooks
 from stressor.results import CycleResult
 from stressor.schedule import Schedule
@@ -20,6 +21,8 @@ class Observations:
     Attributes:
         deliveries: lines the follower delivered.
         landed: times at which faults acted.
+        fired: the scheduled faults whose hook point fired; a follower that never
+            reaches a point (one that never removes its watch, say) never gets its fault.
         exited_at: when the writer exited.
         told_at: when the follower was told that the writer is done.
         hang_detail: why the follower counts as hung; empty when it is not.
@@ -30,6 +33,7 @@ class Observations:
     landed: list[float]
     exited_at: float
     told_at: float
+    fired: tuple[Fault, ...] = ()
     hang_detail: str = ""
     leak_detail: str = ""
 
@@ -65,6 +69,7 @@ def judge_cycle(
         required_before=required_before,
         at_risk=writer.at_risk,
         incomplete=writer.incomplete,
+        generation_of=writer.generation_of,
     )
 
     findings = set()
@@ -93,8 +98,8 @@ def judge_cycle(
         seed=schedule.seed,
         cycle=schedule.cycle,
         findings=frozenset(findings),
-        faults=tuple(fault.describe() for fault in schedule.faults),
-        fault_kinds=tuple(fault.kind for fault in schedule.faults),
+        faults=tuple(fault.describe() for fault in seen.fired),
+        fault_kinds=tuple(fault.kind for fault in seen.fired),
         window_hit=_window_hit(seen.landed, seen.exited_at, hooks, state),
         lines_written=len(writer.ledger),
         lines_read=lines.read,

@@ -2,8 +2,11 @@
 
 The ledger is what the checker compares deliveries with. Besides the lines it
 records which lines a follower cannot be blamed for missing: lines that a
-truncation removed before the follower may have read them (``at_risk``) and
-partial lines that were never completed (``incomplete``).
+truncation removed before the follower may have read them (``at_risk``),
+partial lines that were never completed (``incomplete``), and the file
+generation of every line: each rotation that replaces the file starts a new
+generation, so the checker can tell a file that was rotated away before any
+follower could open it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 
 import trio
 
+from stressor.backends import current_backend
 from stressor.formats import format_line
 
 Key = tuple[int, int]
@@ -42,6 +46,7 @@ class _Partial:
     rest: bytes
     fragment: bytes
     source: str
+    generation: int
 
 
 class Writer:
@@ -51,7 +56,7 @@ class Writer:
     writer, so lines keep one numbering and the checker can tell their order.
     ``exiting`` is set once the writer wrote its last own line. Its descriptor stays
     open for late writes, the way Docker's log copier flushes output after the
-    container exited.
+    container exited. Its files are those of the backend current when it is built.
     """
 
     def __init__(self, path: str, writer_id: int = 1, line_format: str = "docker-json") -> None:
@@ -61,30 +66,35 @@ class Writer:
         self.ledger: list[WrittenLine] = []
         self.at_risk: set[Key] = set()
         self.incomplete: dict[Key, bytes] = {}
+        self.generation_of: dict[Key, int] = {}
+        self.generation = 0
         self.exiting = False
         self._seq = 0
         self._in_file: list[Key] = []
         self._partial: _Partial | None = None
+        self._os = current_backend().os
         self._fd = self._open()
 
     def _open(self) -> int:
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        return self._os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
 
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
 
-    def _record(self, seq: int, source: str) -> WrittenLine:
+    def _record(self, seq: int, source: str, generation: int | None = None) -> WrittenLine:
         entry = WrittenLine(self.writer_id, seq, trio.current_time(), source)
         self.ledger.append(entry)
         self._in_file.append(entry.key)
+        self.generation_of[entry.key] = self.generation if generation is None else generation
         return entry
 
     def write_line(self, source: str = "writer") -> WrittenLine:
         """Complete a pending partial line, then write the next line now and record it."""
         self.complete_partial()
         seq = self._next_seq()
-        os.write(self._fd, format_line(self.writer_id, seq, trio.current_time(), self.line_format))
+        line = format_line(self.writer_id, seq, trio.current_time(), self.line_format)
+        self._os.write(self._fd, line)
         return self._record(seq, source)
 
     def write_partial(self, source: str) -> None:
@@ -93,9 +103,9 @@ class Writer:
         seq = self._next_seq()
         line = format_line(self.writer_id, seq, trio.current_time(), self.line_format)
         cut = len(line) // 2
-        os.write(self._fd, line[:cut])
-        fd = os.dup(self._fd)
-        self._partial = _Partial(seq, fd, line[cut:], line[:cut], source)
+        self._os.write(self._fd, line[:cut])
+        fd = self._os.dup(self._fd)
+        self._partial = _Partial(seq, fd, line[cut:], line[:cut], source, self.generation)
         self.incomplete[(self.writer_id, seq)] = line[:cut]
 
     def complete_partial(self) -> None:
@@ -104,17 +114,17 @@ class Writer:
         if partial is None:
             return
         try:
-            os.write(partial.fd, partial.rest)
+            self._os.write(partial.fd, partial.rest)
         finally:
-            os.close(partial.fd)
+            self._os.close(partial.fd)
         del self.incomplete[(self.writer_id, partial.seq)]
-        self._record(partial.seq, partial.source)
+        self._record(partial.seq, partial.source, partial.generation)
 
     def abandon_partial(self) -> None:
         """Drop a pending partial line; it stays incomplete, as when its writer died."""
         partial, self._partial = self._partial, None
         if partial is not None:
-            os.close(partial.fd)
+            self._os.close(partial.fd)
 
     async def write_lines(self, gaps: list[float]) -> None:
         """Write one line per entry of ``gaps``, sleeping that many seconds before each."""
@@ -133,14 +143,15 @@ class Writer:
 
     def file_replaced(self) -> None:
         """Reopen ``path`` after a rotation replaced the file behind it."""
-        os.close(self._fd)
+        self._os.close(self._fd)
         self._fd = -1
         self._fd = self._open()
         self._in_file = []
+        self.generation += 1
 
     def close(self) -> None:
         """Close the descriptors; the writer has exited after this."""
         self.abandon_partial()
         if self._fd >= 0:
-            os.close(self._fd)
+            self._os.close(self._fd)
             self._fd = -1

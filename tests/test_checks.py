@@ -91,3 +91,31 @@ def test_check_lines_unknown_sequence_is_torn():
     check = check_lines(ledger(1), delivered(1, 9), required_before=10.0)
 
     assert check.torn == 1
+
+
+def test_check_lines_unseen_generation_indeterminate():
+    # Generation 1 lived between two rotations and none of its lines was delivered.
+    generations = {(1, 1): 0, (1, 2): 1, (1, 3): 2}
+
+    check = check_lines(ledger(3), delivered(1, 3), required_before=10.0, generation_of=generations)
+
+    assert check.lost == 0
+    assert check.indeterminate == 1
+
+
+def test_check_lines_first_generation_required():
+    # The first file is the one the follower opened, so its lines are required.
+    generations = {(1, 1): 0, (1, 2): 1, (1, 3): 2}
+
+    check = check_lines(ledger(3), delivered(2, 3), required_before=10.0, generation_of=generations)
+
+    assert check.lost == 1
+    assert check.indeterminate == 0
+
+
+def test_check_lines_last_generation_required():
+    generations = {(1, 1): 0, (1, 2): 1, (1, 3): 1}
+
+    check = check_lines(ledger(3), delivered(1, 2), required_before=10.0, generation_of=generations)
+
+    assert check.lost == 1

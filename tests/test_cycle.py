@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
+import pytest
 import trio
 
-from stressor.cycle import CycleLimits, run_cycle
+from stressor.cycle import CycleLimits, ResourceLimitError, run_cycle
+from stressor.faults import FaultSpec
 from stressor.hooks import HookPoint
 from stressor.schedule import make_schedule
+from stressor.targets import get_target
 from stressor.targets.base import FollowContext, LineReader
 
 LIMITS = CycleLimits(deadline=0.3, max_wait=2.0)
@@ -216,3 +220,35 @@ async def test_cycle_after_remove_write_is_outside_window(tmp_path):
 
     assert result.outcome == "ok"
     assert not result.window_hit
+
+
+class OutOfInotify(Follower):
+    async def follow(self, ctx: FollowContext) -> None:
+        raise OSError(errno.EMFILE, "inotify_init1 failed: Too many open files")
+
+
+async def test_cycle_inotify_exhaustion_stops_run(tmp_path):
+    with pytest.raises(ResourceLimitError) as caught:
+        await one_cycle(OutOfInotify(), tmp_path)
+
+    assert "fs.inotify.max_user_instances" in str(caught.value)
+
+
+async def test_cycle_unfired_fault_not_counted(tmp_path):
+    # Stuck never removes a watch, so the before-remove fault never lands.
+    result = await one_cycle(Stuck(), tmp_path)
+
+    assert result.outcome == "hang"
+    assert result.faults == ()
+    assert not result.window_hit
+
+
+async def test_rotation_inside_follower_does_not_stall(tmp_path):
+    # Two rotations at before-remove run inside the follower's own task; publishing
+    # their notices must not make it wait on itself.
+    rotation = FaultSpec("rotate", (HookPoint.BEFORE_REMOVE,), method="chain", count=2)
+    schedule = make_schedule(3, 0, lines=5, max_gap=0.001, extra_faults=(rotation,))
+    with trio.fail_after(10):
+        result = await run_cycle(get_target("docker-17.12.0"), schedule, str(tmp_path), LIMITS)
+
+    assert "hang" not in result.findings
