@@ -1,8 +1,9 @@
 """The commands: ``targets``, ``run``, ``gate``, ``soak`` and ``replay``.
 
-Exit statuses: 0 when every target met its expectation, 1 when any did not, 2 for
-invalid usage or configuration, 128 plus the signal number when SIGINT or SIGTERM
-ended the run (``run`` still writes the report of the finished cycles). ``gate``
+Exit statuses: 0 when every target met its expectation and 1 when any did not.
+Invalid usage or configuration exits with 2. When SIGINT or SIGTERM ends a run, the
+status is 128 plus the signal number, and ``run`` still writes the report of the
+finished cycles. ``gate``
 also fails with 1 when a threshold fails, and exits with 3 when the stressor
 itself failed (``options.GATE_EXIT_STATUSES``).
 """
@@ -243,6 +244,7 @@ def _soak_command(args: argparse.Namespace, scenario: Scenario, repeat_filter: R
         check_report_path(args.textfile, "--textfile")
     if args.findings_dir:
         _check_findings_dir(args.findings_dir)
+
     options = SessionOptions(
         metrics_host=args.metrics_host,
         progress=False,
@@ -259,6 +261,7 @@ def _soak_command(args: argparse.Namespace, scenario: Scenario, repeat_filter: R
         scenario.metrics_port,
     )
     session = run_session_sync(scenario, options, repeat_filter)
+
     state = session.state
     for target in scenario.targets:
         counts = state.outcomes.get(target, collections.Counter())
@@ -270,6 +273,7 @@ def _soak_command(args: argparse.Namespace, scenario: Scenario, repeat_filter: R
             dict(counts) or "{}",
             unexpected or "none",
         )
+
     failed = bool(state.unexpected)
     log.info("soak stopped after %d cycles: %s", state.finished, "FAILED" if failed else "passed")
     if session.signal_number is not None:

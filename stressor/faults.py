@@ -149,7 +149,7 @@ class FaultEnvironment:
 
     Attributes:
         writer: the cycle's writer.
-        notify_rotation: tells the follower about a rotation, like Docker's logger.
+        notify_rotation: sends the follower a rotation notice, like Docker's logger.
         spawn: starts a background task in the cycle, such as a line's completion.
         cancel_follower: cancels the follower, as a client that stops following does.
         landed: the times at which faults acted, for the window check.

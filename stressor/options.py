@@ -281,7 +281,7 @@ def _add_replay_options(replay: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     group.add_argument(
         "--shrink-budget", type=float, default=30.0, metavar="SECONDS",
-        help="longest time the shrinking may take (default: 30)",
+        help="maximum seconds the shrinking may take (default: 30)",
     )  # fmt: skip
     group.add_argument(
         "--attempts", type=int, default=3, metavar="N",

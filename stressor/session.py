@@ -39,7 +39,7 @@ class SessionOptions:
             needs another.
         progress: print live progress on standard error.
         findings_dir: directory for one JSON file per finding, or None.
-        max_findings: the most finding files kept in ``findings_dir``.
+        max_findings: the maximum number of finding files kept in ``findings_dir``.
         scenario_path: the scenario file, for the replay commands.
         textfile: path for node_exporter's textfile collector, or None.
         keep_results: keep every cycle's result in memory (off for a soak).
@@ -56,7 +56,7 @@ class SessionOptions:
 
 @dataclasses.dataclass
 class Session:
-    """What a finished session hands back to the command line."""
+    """The outcome of a finished session, for the command line."""
 
     record: RunRecord
     registry: CollectorRegistry

@@ -23,7 +23,7 @@ class Reproduction:
 
 @dataclasses.dataclass
 class TargetSummary:
-    """Everything the reports say about one target.
+    """Everything the reports show about one target.
 
     ``outcomes`` counts each cycle once under its most serious finding, so its values
     add up to ``cycles``; ``findings`` counts the cycles that showed each finding.
