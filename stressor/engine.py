@@ -13,6 +13,7 @@ from typing import Protocol
 
 import trio
 
+from stressor.backends import make_backend, use_backend
 from stressor.cycle import CycleLimits, run_cycle
 from stressor.leaks import count_user_inotify_instances
 from stressor.results import CycleResult, RunRecord
@@ -73,7 +74,7 @@ def _jobs(scenario: Scenario, indices: Iterable[int] | None) -> Iterator[tuple[s
             yield name, index
 
 
-# The run directory of a fake-backend run, inside each cycle's fake file system.
+# The run directory of a fake-backend run, inside the run's fake file system.
 FAKE_RUN_DIRECTORY = "/tmp/stressor-run"
 
 
@@ -89,8 +90,8 @@ async def run_stress(
     Cycles run in a private temporary directory (mode 0700) that is removed at the
     end, also when the run is cancelled. A cancelled run leaves the cycles that
     finished in ``record`` and reports the others to ``observers`` as abandoned.
-    On the fake backend each cycle makes that directory in a fake file system of
-    its own, and no real file is touched.
+    On the fake backend the directory is in a fake file system that all the run's
+    cycles share, and no real file is touched.
 
     Args:
         cycle_indices: run only these cycles of each target, such as one cycle to
@@ -109,8 +110,10 @@ async def run_stress(
         stop_at = trio.current_time() + scenario.duration
     # An invalid TMPDIR fails the run instead of falling back to /tmp, as
     # tempfile.gettempdir() would, because that would change the file system under test.
+    backend = make_backend(scenario.backend)
     if scenario.backend == "fake":
         directory = FAKE_RUN_DIRECTORY
+        backend.os.makedirs(directory, 0o700, exist_ok=True)
     else:
         directory = tempfile.mkdtemp(prefix="stressor-", dir=os.environ.get("TMPDIR") or None)
     log.info(
@@ -128,9 +131,10 @@ async def run_stress(
             await _one_cycle(scenario, name, index, directory, limits, record, observers)
 
     try:
-        async with trio.open_nursery() as nursery:
-            for _ in range(scenario.concurrency):
-                nursery.start_soon(worker)
+        with use_backend(backend):
+            async with trio.open_nursery() as nursery:
+                for _ in range(scenario.concurrency):
+                    nursery.start_soon(worker)
     finally:
         if scenario.backend == "real":
             shutil.rmtree(directory, ignore_errors=True)

@@ -6,14 +6,18 @@ loss, duplication, reordering and latency are found the same way in each:
 - ``docker-json``: Docker's json-file driver, one JSON object per line.
 - ``cri``: the Kubernetes CRI log format, ``TIMESTAMP STREAM F PAYLOAD``.
 - ``plain``: the payload alone.
+
+The wall-clock time stamps of ``docker-json`` and ``cri`` come from the current
+backend, so lines written on fake files are the same in every replay.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import re
+
+from stressor.backends import current_backend
 
 FORMATS = ("docker-json", "cri", "plain")
 
@@ -31,7 +35,7 @@ class ParsedLine:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+    return current_backend().utc_now().isoformat().replace("+00:00", "Z")
 
 
 def format_line(

@@ -27,7 +27,9 @@ class Case:
     """Base of everything a ``select`` can wait on; keeps the parked selects to wake."""
 
     def __init__(self) -> None:
-        self._selects: set[trio.lowlevel.ParkingLot] = set()
+        # A dict, not a set: parked selects are woken in the order they parked,
+        # not in an order of object addresses, so an exact replay repeats it.
+        self._selects: dict[trio.lowlevel.ParkingLot, None] = {}
 
     def ready(self) -> bool:
         """Tell whether ``take`` would complete now."""
@@ -138,9 +140,9 @@ async def select(cases: Sequence[Case], rng: random.Random) -> tuple[int, object
 
         lot = trio.lowlevel.ParkingLot()
         for case in cases:
-            case._selects.add(lot)
+            case._selects[lot] = None
         try:
             await lot.park()
         finally:
             for case in cases:
-                case._selects.discard(lot)
+                case._selects.pop(lot, None)

@@ -43,6 +43,8 @@ def replay_command(
             words += [option, repr(value)]
     if not scenario.catch_up:
         words.append("--no-catch-up")
+    if scenario.backend != defaults.backend:
+        words += ["--backend", scenario.backend]
     if scenario.points != defaults.points:
         for point in scenario.points:
             words += ["--point", point.value]

@@ -13,13 +13,15 @@ the way a logger reopens its file after logrotate or its own size-based rotation
 - ``delete-recreate``: unlink ``NAME`` and create it again.
 - ``symlink-swap``: the followed path is a symlink; point it at a new file by
   renaming a new symlink over it, which is atomic.
+
+Every file operation goes through the current backend (``stressor.backends``).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 
+from stressor.backends import current_backend
 from stressor.writers import Writer
 
 ROTATION_METHODS = (
@@ -37,11 +39,12 @@ CHAIN_KEEP = 3
 
 
 def _create(path: str) -> None:
-    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+    fs = current_backend().os
+    fs.close(fs.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600))
 
 
 def _rename_create(writer: Writer, target: str) -> None:
-    os.replace(target, target + ".1")
+    current_backend().os.replace(target, target + ".1")
     _create(target)
     writer.file_replaced()
 
@@ -49,37 +52,40 @@ def _rename_create(writer: Writer, target: str) -> None:
 def _rename_over(writer: Writer, target: str, number: int) -> None:
     fresh = f"{target}.new{number}"
     _create(fresh)
-    os.replace(fresh, target)
+    current_backend().os.replace(fresh, target)
     writer.file_replaced()
 
 
 def _chain(writer: Writer, target: str) -> None:
+    fs = current_backend().os
     for index in range(CHAIN_KEEP - 1, 0, -1):
         older = f"{target}.{index}"
-        if os.path.exists(older):
-            os.replace(older, f"{target}.{index + 1}")
+        if fs.path.exists(older):
+            fs.replace(older, f"{target}.{index + 1}")
     _rename_create(writer, target)
 
 
 def _copytruncate(writer: Writer, target: str) -> None:
-    shutil.copyfile(target, target + ".1")
-    os.truncate(target, 0)
+    backend = current_backend()
+    backend.copyfile(target, target + ".1")
+    backend.os.truncate(target, 0)
     writer.file_truncated()
 
 
 def _truncate(writer: Writer, target: str) -> None:
-    os.truncate(target, 0)
+    current_backend().os.truncate(target, 0)
     writer.file_truncated()
 
 
 def _delete_recreate(writer: Writer, target: str) -> None:
-    os.unlink(target)
+    current_backend().os.unlink(target)
     _create(target)
     writer.file_replaced()
 
 
 def _symlink_swap(writer: Writer, target: str, number: int) -> None:
-    if not os.path.islink(writer.path):
+    fs = current_backend().os
+    if not fs.path.islink(writer.path):
         raise ValueError(
             f"symlink-swap needs the followed path {writer.path!r} to be a symlink;"
             " set symlink = true in the [writer] table"
@@ -87,14 +93,14 @@ def _symlink_swap(writer: Writer, target: str, number: int) -> None:
     fresh = f"{target}.new{number}"
     _create(fresh)
     temporary = f"{writer.path}.swap"
-    os.symlink(fresh, temporary)
-    os.replace(temporary, writer.path)
+    fs.symlink(fresh, temporary)
+    fs.replace(temporary, writer.path)
     writer.file_replaced()
 
 
 def rotate(writer: Writer, method: str, number: int = 1) -> None:
     """Rotate the writer's file by ``method``; ``number`` makes new names unique."""
-    target = os.path.realpath(writer.path)
+    target = current_backend().os.path.realpath(writer.path)
     if method == "rename-create":
         _rename_create(writer, target)
     elif method == "rename-over":

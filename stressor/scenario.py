@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+from collections.abc import Collection
 
+from stressor.backends import BACKENDS
 from stressor.cycle import CycleSetup
 from stressor.faults import WINDOW_POINTS, FaultSpec
 from stressor.formats import FORMATS
@@ -81,7 +83,9 @@ class Scenario:
             maximum file size; 0 for never.
         rotate_method: the rotation method of those rotations.
         check_leaks: check the follower's descriptors and inotify watches after each
-            cycle; needs a concurrency of 1.
+            cycle; needs a concurrency of 1 and the real backend.
+        backend: ``real`` files with kernel inotify, or ``fake`` files (pyfakefs) with
+            a simulated inotify, on which ``stressor replay`` is exact.
         deadline: seconds without progress after the writer's exit that make a hang.
         max_wait: seconds after the writer's exit after which a cycle ends as a hang.
         expectations: per target; a target without an entry must show no finding.
@@ -109,6 +113,7 @@ class Scenario:
     rotate_every: int = 0
     rotate_method: str = "rename-create"
     check_leaks: bool = False
+    backend: str = "real"
     deadline: float = 1.0
     max_wait: float = 10.0
     expectations: dict[str, Expectation] = dataclasses.field(
@@ -172,6 +177,15 @@ class Scenario:
                 f"leak checks count the whole process's descriptors, so they need"
                 f" --concurrency 1 (not {self.concurrency})",
             )
+        if self.backend not in BACKENDS:
+            raise ConfigError(label("backend"), self.backend, _choices(BACKENDS))
+        if self.check_leaks and self.backend == "fake":
+            raise ConfigError(
+                f"{label('check_leaks')}/{label('backend')}",
+                (self.check_leaks, self.backend),
+                "leak checks read /proc, which cannot see fake files and simulated"
+                " watches; use the real backend or turn check_leaks off",
+            )
 
     def _check_faults(self, label: str) -> None:
         for index, spec in enumerate(self.faults):
@@ -210,6 +224,7 @@ class Scenario:
             rotate_every=self.rotate_every,
             rotate_method=self.rotate_method,
             check_leaks=self.check_leaks,
+            backend=self.backend,
         )
 
     def expectation_for(self, target: str) -> Expectation:
@@ -253,18 +268,19 @@ def parse_outcome_option(option: str, text: str) -> tuple[str, str]:
 def build_expectations(
     targets: tuple[str, ...],
     layers: list[tuple[list[tuple[str, str]], list[tuple[str, str]], str]],
+    extra: Collection[str] = (),
 ) -> dict[str, Expectation]:
     """Combine the built-in expectations with layers of (expect, allow, label) pairs.
 
     Each layer (a scenario file, then the command line) replaces the whole
     expectation of every target it names, so a layer states a target's
-    expectation in full.
+    expectation in full. ``extra`` names the run's targets that are not built in.
     """
     result = {name: e for name, e in BUILTIN_EXPECTATIONS.items() if name in targets}
     for expect, allow, label in layers:
         named = {name: f"{name}={outcome}" for name, outcome in expect + allow}
         for name, given in named.items():
-            if name not in BUILTIN_TARGETS:
+            if name not in BUILTIN_TARGETS and name not in extra:
                 raise ConfigError(label, given, f"unknown target; {_target_choices()}")
             if name not in targets:
                 raise ConfigError(

@@ -65,9 +65,10 @@ wrong type raise ``ConfigError`` naming the file and the key.
 ``backend`` is a top-level key because it concerns every part of a cycle, not
 only the writer: the files, the inotify watches and the followers' reads. On
 ``"fake"``, in-process targets run on pyfakefs files with a simulated inotify
-(``stressor.backends``); ``stressor run`` keeps the real clock, and
-``stressor replay`` runs each attempt in virtual time, so it repeats the same
-events and verdict exactly. ``limits.check_leaks`` needs the real backend.
+(``stressor.backends``). ``stressor run`` then keeps the real clock, because its
+metrics, progress and ``duration`` are in real seconds. ``stressor replay`` runs
+each attempt in virtual time, so it repeats the same events and verdict exactly.
+``limits.check_leaks`` needs the real backend (docs/backends.md has the details).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import dataclasses
 
 import trio
 
+from stressor.backends import redirect_os
 from stressor.hooks import Hooks
 from stressor.targets.base import FollowContext, Target
 
@@ -46,7 +47,10 @@ async def run_follower(
 ) -> None:
     with scope:
         try:
-            await target.follow(ctx)
+            # A follower from outside stressor that calls os itself reaches the
+            # backend's files this way. stressor's own followers ask the backend.
+            with redirect_os(type(target).follow):
+                await target.follow(ctx)
             state.finished_at = trio.current_time()
         except Exception as error:
             state.error = error
@@ -83,8 +87,11 @@ async def wait_or_hang(state: FollowerState, hooks: Hooks, limits: CycleLimits) 
             await state.done.wait()
             return False
 
+        # Compared with the same sums that set wake_at: trio's MockClock lands
+        # exactly on wake_at, and ``now - stalled_since`` may then fall one
+        # rounding step short of the deadline, which would wake this loop forever.
         now = trio.current_time()
-        if now - max(started, hooks.last_progress_at) >= limits.deadline:
+        if now >= max(started, hooks.last_progress_at) + limits.deadline:
             return True
-        if now - started >= limits.max_wait:
+        if now >= started + limits.max_wait:
             return True

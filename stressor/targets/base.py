@@ -10,6 +10,7 @@ from typing import Protocol
 
 import trio
 
+from stressor.backends import current_backend
 from stressor.gochan import Channel, Signal
 from stressor.hooks import Hooks
 
@@ -60,6 +61,8 @@ class FollowContext:
             from the run seed and the cycle index.
         deliver: hands over one complete line, newline included, as the follower read it.
         ready: call once the follower is watching the file; the writer starts then.
+        evidence: notes a follower leaves when it is cancelled as hung, such as an
+            external program's /proc state; the hang's finding includes them.
     """
 
     path: str
@@ -69,6 +72,7 @@ class FollowContext:
     rng: random.Random
     deliver: Callable[[bytes], None]
     ready: Callable[[], None]
+    evidence: list[str] = dataclasses.field(default_factory=list)
 
 
 class Target(Protocol):
@@ -89,7 +93,8 @@ class LineReader:
     follower never delivers half a line that the writer is still writing. A file
     that was truncated, or rewritten from the start, is read again from offset 0:
     before each read the reader checks that the file is no shorter than what it
-    read and that the last bytes it read are still in place.
+    read and that the last bytes it read are still in place. ``fd`` is a descriptor
+    of the backend current when the reader is built.
     """
 
     # Bytes compared to tell that the file was rewritten; more than any one line.
@@ -97,6 +102,7 @@ class LineReader:
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
+        self._os = current_backend().os
         self._pending = b""
         self._offset = 0
         self._tail = b""
@@ -104,21 +110,21 @@ class LineReader:
     def _rewound(self) -> bool:
         if self._offset == 0:
             return False
-        if os.fstat(self.fd).st_size < self._offset:
+        if self._os.fstat(self.fd).st_size < self._offset:
             return True
         start = self._offset - len(self._tail)
-        return os.pread(self.fd, len(self._tail), start) != self._tail
+        return self._os.pread(self.fd, len(self._tail), start) != self._tail
 
     def read_lines(self) -> list[bytes]:
         """Read to end of file and return the complete lines read, newline included."""
         if self._rewound():
-            os.lseek(self.fd, 0, os.SEEK_SET)
+            self._os.lseek(self.fd, 0, os.SEEK_SET)
             self._offset = 0
             self._pending = b""
             self._tail = b""
         chunks = [self._pending]
         while True:
-            chunk = os.read(self.fd, READ_CHUNK)
+            chunk = self._os.read(self.fd, READ_CHUNK)
             if not chunk:
                 break
             chunks.append(chunk)

@@ -30,6 +30,7 @@ import os
 
 import trio
 
+from stressor.backends import current_backend
 from stressor.gochan import Always, Case, Channel, Signal, select
 from stressor.targets.base import READ_CHUNK, FollowContext
 from stressor.watchers.event import Op
@@ -61,12 +62,13 @@ class JsonDecoder:
 
     def __init__(self, fd: int, carry: bytes = b"") -> None:
         self._fd = fd
+        self._os = current_backend().os
         self.buffered = carry
 
     def decode(self) -> tuple[DecodeStatus, bytes]:
         """Decode the next line; return its status and the raw line when OK."""
         while b"\n" not in self.buffered:
-            chunk = os.read(self._fd, READ_CHUNK)
+            chunk = self._os.read(self._fd, READ_CHUNK)
             if not chunk:
                 break
             self.buffered += chunk
@@ -114,9 +116,10 @@ async def _send_message(
 def _reopen(path: str) -> int:
     """Reopen the log after a rotation, retrying while it does not exist yet."""
     error: OSError | None = None
+    fs = current_backend().os
     for _ in range(REOPEN_ATTEMPTS):
         try:
-            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            return fs.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError as missing:
             error = missing
     assert error is not None
@@ -128,14 +131,15 @@ class _OpenFile:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self._os = current_backend().os
+        self.fd = self._os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
     def reopen(self) -> None:
         self.fd = _reopen(self.path)
 
     def close(self) -> None:
         if self.fd >= 0:
-            os.close(self.fd)
+            self._os.close(self.fd)
             self.fd = -1
 
 

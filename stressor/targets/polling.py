@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from stressor.backends import current_backend
 from stressor.gochan import select
 from stressor.targets.base import FollowContext, LineReader
 from stressor.watchers.polling import open_polling_watcher
@@ -17,7 +18,8 @@ class PollingFollower:
 
     async def follow(self, ctx: FollowContext) -> None:
         """Deliver every line of ``ctx.path`` until the writer is done and the file drained."""
-        fd = os.open(ctx.path, os.O_RDONLY | os.O_CLOEXEC)
+        fs = current_backend().os
+        fd = fs.open(ctx.path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             async with open_polling_watcher(ctx.hooks) as watcher:
                 watcher.add(ctx.path)
@@ -35,4 +37,4 @@ class PollingFollower:
                 for line in reader.read_lines():
                     ctx.deliver(line)
         finally:
-            os.close(fd)
+            fs.close(fd)

@@ -17,8 +17,11 @@ The writer starts once the follower has added its watch on ``path`` (or at once,
 with ``wait_for_watch=False``). The follower must return after ``writer_done``,
 having delivered every line written before it returns.
 
-NOTE: followers run on real files with kernel inotify for now. The protocol hands
-over only a path and these objects, so a fake file system can provide them later.
+The same follower runs on real files with kernel inotify or, with ``backend =
+"fake"``, on fake files with a simulated inotify. There the watcher is simulated,
+and while ``follow`` runs, its module's ``os`` (``import os``, ``from os import
+read``) calls the fake files (``stressor.backends.redirect_os``). A follower that
+opens files with ``open()``, ``io`` or ``pathlib`` runs on real files only.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from stressor.backends import redirect_os
 from stressor.targets.base import FollowContext
 from stressor.watchers.event import WatchEvent
 from stressor.watchers.kernel import InotifyWatcher, open_inotify_watcher
@@ -176,7 +180,9 @@ class PythonTarget:
             if not self._wait_for_watch:
                 ctx.ready()
             try:
-                await self._follow(ctx.path, _ReadyOnWatch(watcher, ctx), ctx.writer_done, deliver)
+                with redirect_os(self._follow):
+                    watched = _ReadyOnWatch(watcher, ctx)
+                    await self._follow(ctx.path, watched, ctx.writer_done, deliver)
             except Exception as error:
                 # Raised outside the watcher's nursery, so the cycle's crash detail
                 # names the follower's own error rather than a nursery's group.

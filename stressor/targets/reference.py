@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 
+from stressor.backends import current_backend
 from stressor.gochan import Case, select
 from stressor.hooks import HookPoint
 from stressor.targets.base import FollowContext, LineReader
@@ -18,7 +19,7 @@ DIRECTORY_MASK = inotify.IN_CREATE | inotify.IN_MOVED_TO | inotify.IN_MOVED_FROM
 def _identity(path: str) -> tuple[int, int] | None:
     """Return (device, inode) of the file ``path`` names now, following symlinks."""
     try:
-        stat = os.stat(path)
+        stat = current_backend().os.stat(path)
     except FileNotFoundError:
         return None
     return (stat.st_dev, stat.st_ino)
@@ -28,13 +29,14 @@ class _Source:
     """The file the follower reads now: its descriptor, identity and line reader."""
 
     def __init__(self, path: str) -> None:
-        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        stat = os.fstat(self.fd)
+        self._os = current_backend().os
+        self.fd = self._os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        stat = self._os.fstat(self.fd)
         self.identity = (stat.st_dev, stat.st_ino)
         self.reader = LineReader(self.fd)
 
     def close(self) -> None:
-        os.close(self.fd)
+        self._os.close(self.fd)
 
 
 class ReferenceFollower:
@@ -101,8 +103,9 @@ class ReferenceFollower:
 
 def _directories(path: str) -> list[str]:
     """Return the directory of ``path`` and, if it is a symlink, of its target."""
-    directories = [os.path.dirname(os.path.abspath(path))]
-    target_directory = os.path.dirname(os.path.realpath(path))
+    paths = current_backend().os.path
+    directories = [os.path.dirname(paths.abspath(path))]
+    target_directory = os.path.dirname(paths.realpath(path))
     if target_directory not in directories:
         directories.append(target_directory)
     return directories

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
 
+from stressor.backends import InotifyInstance, current_backend
 from stressor.gochan import Channel, Signal
 from stressor.hooks import HookPoint, Hooks
 from stressor.watchers import inotify
@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 class FsnotifyWatcher:
     """The 2016 fsnotify ``Watcher``. Build it with ``open_fsnotify_watcher``."""
 
-    def __init__(self, fd: int, hooks: Hooks, *, remove_waits: bool) -> None:
-        self._fd = fd
+    def __init__(self, instance: InotifyInstance, hooks: Hooks, *, remove_waits: bool) -> None:
+        self._inotify = instance
+        self._path_exists = current_backend().os.path.lexists
         self._hooks = hooks
         self._remove_waits = remove_waits
         self._wd_by_path: dict[str, int] = {}
@@ -50,7 +51,7 @@ class FsnotifyWatcher:
 
     def add(self, path: str) -> None:
         """Watch ``path``, as ``Watcher.Add`` did."""
-        wd = inotify.add_watch(self._fd, path, inotify.FSNOTIFY_MASK)
+        wd = self._inotify.add_watch(path, inotify.FSNOTIFY_MASK)
         self._wd_by_path[path] = wd
         self._path_by_wd[wd] = path
 
@@ -64,7 +65,7 @@ class FsnotifyWatcher:
         if wd is None:
             return WatchError(f"can't remove non-existent inotify watch for: {path}")
         try:
-            inotify.rm_watch(self._fd, wd)
+            self._inotify.rm_watch(wd)
         except OSError as error:
             return WatchError(str(error))
 
@@ -88,8 +89,8 @@ class FsnotifyWatcher:
 
     async def _read_events(self) -> None:
         while not self.done.is_closed():
-            await trio.lowlevel.wait_readable(self._fd)
-            for raw in inotify.read_events(self._fd):
+            await self._inotify.wait_readable()
+            for raw in self._inotify.read_events():
                 self._hooks.advance()
                 if not await self._handle(raw):
                     return
@@ -105,7 +106,7 @@ class FsnotifyWatcher:
             return True
 
         event = WatchEvent(path, op_from_mask(raw.mask), raw.mask)
-        if not (event.op & (Op.REMOVE | Op.RENAME)) and not os.path.lexists(path):
+        if not (event.op & (Op.REMOVE | Op.RENAME)) and not self._path_exists(path):
             return True
         return await self._hand_over(self.events, event)
 
@@ -133,14 +134,14 @@ class FsnotifyWatcher:
 async def open_fsnotify_watcher(
     hooks: Hooks, *, remove_waits: bool = True
 ) -> AsyncIterator[FsnotifyWatcher]:
-    """Create the modelled watcher and its reader task; end both on exit."""
-    fd = inotify.init()
+    """Create the modelled watcher on the current backend and its reader task; end both."""
+    instance = current_backend().open_inotify()
     try:
         async with trio.open_nursery() as nursery:
-            watcher = FsnotifyWatcher(fd, hooks, remove_waits=remove_waits)
+            watcher = FsnotifyWatcher(instance, hooks, remove_waits=remove_waits)
             nursery.start_soon(watcher._read_events)
             yield watcher
             watcher.close()
             nursery.cancel_scope.cancel()
     finally:
-        await inotify.close(fd)
+        await instance.aclose()

@@ -30,6 +30,7 @@ IN_MOVE_SELF = 0x00000800
 IN_UNMOUNT = 0x00002000
 IN_Q_OVERFLOW = 0x00004000
 IN_IGNORED = 0x00008000
+IN_ISDIR = 0x40000000
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
 
@@ -61,6 +62,7 @@ _MASK_NAMES = {
     IN_UNMOUNT: "IN_UNMOUNT",
     IN_Q_OVERFLOW: "IN_Q_OVERFLOW",
     IN_IGNORED: "IN_IGNORED",
+    IN_ISDIR: "IN_ISDIR",
 }
 
 # struct inotify_event: int wd; uint32_t mask, cookie, len; char name[len].

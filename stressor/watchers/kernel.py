@@ -1,7 +1,8 @@
 """A trio-native watcher over kernel inotify whose removal never waits for its reader.
 
 It waits for the inotify descriptor with ``trio.lowlevel.wait_readable``, so the
-event loop never blocks. Its shape follows fsnotify (add, remove, an event channel
+event loop never blocks (on the fake backend, for the simulated instance: see
+``stressor.backends``). Its shape follows fsnotify (add, remove, an event channel
 and an error channel) with the removal semantics fsnotify adopted in v1.4.7:
 ``remove`` calls ``inotify_rm_watch`` and returns without waiting for
 ``IN_IGNORED``, so it cannot deadlock with event delivery.
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator
 
 import trio
 
+from stressor.backends import InotifyInstance, current_backend
 from stressor.gochan import Channel
 from stressor.hooks import HookPoint, Hooks
 from stressor.watchers import inotify
@@ -33,8 +35,8 @@ class WatchError(Exception):
 class InotifyWatcher:
     """Watch files with kernel inotify. Build it with ``open_inotify_watcher``."""
 
-    def __init__(self, fd: int, hooks: Hooks) -> None:
-        self._fd = fd
+    def __init__(self, instance: InotifyInstance, hooks: Hooks) -> None:
+        self._inotify = instance
         self._hooks = hooks
         self._wd_by_path: dict[str, int] = {}
         self._path_by_wd: dict[int, str] = {}
@@ -47,14 +49,14 @@ class InotifyWatcher:
         Adding a path again after it was replaced, say by a rotation, moves the watch
         to the new file and drops the watch on the old one without firing hooks.
         """
-        wd = inotify.add_watch(self._fd, path, mask)
+        wd = self._inotify.add_watch(path, mask)
         old = self._wd_by_path.get(path)
         self._wd_by_path[path] = wd
         self._path_by_wd[wd] = path
         if old is not None and old != wd:
             self._path_by_wd.pop(old, None)
             try:
-                inotify.rm_watch(self._fd, old)
+                self._inotify.rm_watch(old)
             except OSError as error:
                 # EINVAL: the kernel already dropped it, because the old file is gone.
                 log.debug("dropping the watch on the replaced %s failed: %s", path, error)
@@ -69,7 +71,7 @@ class InotifyWatcher:
         wd = self._wd_by_path.pop(path)
         self._path_by_wd.pop(wd, None)
         try:
-            inotify.rm_watch(self._fd, wd)
+            self._inotify.rm_watch(wd)
         except OSError as error:
             # EINVAL: the kernel already dropped the watch (the file was deleted).
             log.debug("inotify_rm_watch on %s (wd %d) failed: %s", path, wd, error)
@@ -77,8 +79,8 @@ class InotifyWatcher:
 
     async def _read_events(self) -> None:
         while True:
-            await trio.lowlevel.wait_readable(self._fd)
-            for raw in inotify.read_events(self._fd):
+            await self._inotify.wait_readable()
+            for raw in self._inotify.read_events():
                 self._hooks.advance()
                 await self._dispatch(raw)
 
@@ -98,13 +100,13 @@ class InotifyWatcher:
 
 @contextlib.asynccontextmanager
 async def open_inotify_watcher(hooks: Hooks) -> AsyncIterator[InotifyWatcher]:
-    """Create an inotify instance with its reader task; close both on exit."""
-    fd = inotify.init()
+    """Create an inotify instance of the current backend with its reader task; close both."""
+    instance = current_backend().open_inotify()
     try:
         async with trio.open_nursery() as nursery:
-            watcher = InotifyWatcher(fd, hooks)
+            watcher = InotifyWatcher(instance, hooks)
             nursery.start_soon(watcher._read_events)
             yield watcher
             nursery.cancel_scope.cancel(reason="inotify watcher closed")
     finally:
-        await inotify.close(fd)
+        await instance.aclose()

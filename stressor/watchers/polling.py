@@ -7,11 +7,11 @@ fixed interval and reports a write when either changed.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator
 
 import trio
 
+from stressor.backends import StatResult, current_backend
 from stressor.gochan import Channel
 from stressor.hooks import HookPoint, Hooks
 from stressor.watchers.event import Op, WatchEvent
@@ -22,18 +22,19 @@ DEFAULT_INTERVAL = 0.01
 
 
 class PollingWatcher:
-    """Poll watched files with ``os.stat``. Build it with ``open_polling_watcher``."""
+    """Poll watched files with the backend's ``stat``. Build it with ``open_polling_watcher``."""
 
     def __init__(self, nursery: trio.Nursery, hooks: Hooks, interval: float) -> None:
         self._nursery = nursery
         self._hooks = hooks
         self._interval = interval
+        self._os = current_backend().os
         self._scopes: dict[str, trio.CancelScope] = {}
         self.events: Channel[WatchEvent] = Channel(1)
 
     def add(self, path: str) -> None:
         """Start polling ``path``; raise ``OSError`` if it cannot be stat-ed."""
-        first = os.stat(path)
+        first = self._os.stat(path)
         scope = trio.CancelScope()
         self._scopes[path] = scope
         self._nursery.start_soon(self._poll, path, first, scope)
@@ -44,12 +45,12 @@ class PollingWatcher:
         self._scopes.pop(path).cancel()
         await self._hooks.fire(HookPoint.AFTER_REMOVE)
 
-    async def _poll(self, path: str, last: os.stat_result, scope: trio.CancelScope) -> None:
+    async def _poll(self, path: str, last: StatResult, scope: trio.CancelScope) -> None:
         with scope:
             while True:
                 await trio.sleep(self._interval)
                 try:
-                    now = os.stat(path)
+                    now = self._os.stat(path)
                 except FileNotFoundError:
                     await self.events.send(WatchEvent(path, Op.REMOVE))
                     return

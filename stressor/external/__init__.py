@@ -1,0 +1,1 @@
+"""Run external programs as followers: their processes, their output, and /proc evidence."""

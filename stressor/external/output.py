@@ -1,0 +1,69 @@
+"""Split an external follower's output into stressor's lines and everything else.
+
+Real programs print more than the followed lines: ``tail`` prints ``==> NAME <==``
+headers and blank lines when it follows several files or a file reappears, and
+programs log their own text. Only lines that carry a stressor payload are handed
+on, and the others are counted. The last few lines of any kind are kept as the
+hang evidence's "last output".
+"""
+
+from __future__ import annotations
+
+import collections
+import secrets
+
+from stressor.formats import parse_line
+
+# Lines of output kept for the evidence of a hang.
+LAST_LINES = 5
+# Bytes of each line shown in that evidence; the rest of a longer line is cut.
+_SHOWN_BYTES = 200
+
+
+class OutputParser:
+    """Turn chunks of output into complete stressor lines, keeping partial lines.
+
+    A chunk may end in the middle of a line. That fragment waits for the rest, so a
+    line is never handed on torn by a pipe's chunking.
+    """
+
+    def __init__(self) -> None:
+        # A line that no writer writes: once the program prints it, it has printed
+        # everything appended to the file before it.
+        self.marker = f"stressor-end-marker {secrets.token_hex(8)}\n".encode()
+        self.marker_seen = False
+        self._pending = b""
+        self.ignored = 0
+        self.lines_seen = 0
+        self.last = collections.deque[bytes](maxlen=LAST_LINES)
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Return the stressor lines completed by ``chunk``, newline included."""
+        data = self._pending + chunk
+        end = data.rfind(b"\n") + 1
+        self._pending = data[end:]
+        found = []
+        for line in data[:end].splitlines(keepends=True):
+            self.lines_seen += 1
+            self.last.append(line)
+            if self.marker in line:
+                self.marker_seen = True
+            if parse_line(line) is not None:
+                found.append(line)
+            else:
+                self.ignored += 1
+        return found
+
+    def finish(self) -> None:
+        """Count a fragment left at the end of the output as ignored: it never completed."""
+        if self._pending:
+            self.last.append(self._pending)
+            self.ignored += 1
+            self._pending = b""
+
+    def describe_last(self) -> str:
+        """Return the last lines of output, for evidence."""
+        if not self.last:
+            return "none"
+        shown = [repr(line[:_SHOWN_BYTES]) for line in self.last]
+        return " | ".join(shown)
