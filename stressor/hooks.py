@@ -52,8 +52,10 @@ class Hooks:
     ``progress`` counts observable steps of the follower: events read, lines
     delivered, hook points passed. The hang detector compares it over time, so a
     follower that is slow under load is told apart from one that is stuck.
-    ``last_progress_at`` is the time of the last step; the checker requires every
-    line written before it, because the follower was still at work then.
+    ``last_progress_at`` is the time of the last progress of any kind, which the hang
+    detector measures from. ``last_step_at`` is the time of the follower's own last
+    step (a delivery or a hook point); the checker requires every line written
+    before it, because the follower was still at work then.
     """
 
     def __init__(self) -> None:
@@ -61,15 +63,24 @@ class Hooks:
         self.fired_at: dict[HookPoint, float] = {}
         self.progress = 0
         self.last_progress_at = 0.0
+        self.last_step_at = 0.0
 
     def on(self, point: HookPoint, action: Action) -> None:
         """Run ``action`` the first time ``point`` fires."""
         self._actions.setdefault(point, []).append(action)
 
-    def advance(self) -> None:
-        """Count one step of observable progress."""
+    def advance(self, *, follower_step: bool = True) -> None:
+        """Count one step of observable progress.
+
+        A watcher's reader task reading an event is progress for the hang detector
+        but no step of the follower itself (``follower_step=False``): it may read the
+        final ``IN_IGNORED`` after the follower's last read, and a line written in
+        between could not have been read.
+        """
         self.progress += 1
         self.last_progress_at = trio.current_time()
+        if follower_step:
+            self.last_step_at = self.last_progress_at
 
     async def fire(self, point: HookPoint) -> None:
         """Record that ``point`` was reached and run the actions attached to it."""
@@ -81,3 +92,4 @@ class Hooks:
             await action()
         # The step ends after its actions, so what they wrote counts as before it.
         self.last_progress_at = trio.current_time()
+        self.last_step_at = self.last_progress_at

@@ -62,7 +62,7 @@ def judge_cycle(
     if finished and state.finished_at is not None:
         # Lines written after the follower's last step, while it was only cleaning
         # up, could not have been read by any follower: those are indeterminate.
-        required_before = min(state.finished_at, max(told_at, hooks.last_progress_at))
+        required_before = min(state.finished_at, max(told_at, hooks.last_step_at))
     lines = check_lines(
         writer.ledger,
         seen.deliveries,

@@ -16,9 +16,9 @@ rules, checked against Linux 6.18 by ``tests/test_conformance.py``:
   kernel's dentry does. ``IN_EXCL_UNLINK`` on the directory watch drops the events
   of unlinked entries.
 - ``IN_ATTRIB`` (link count), ``IN_MOVE_SELF`` and ``IN_DELETE_SELF`` reach the
-  inode's watch only; ``IN_CREATE``, ``IN_DELETE``, ``IN_MOVED_FROM`` and
-  ``IN_MOVED_TO`` reach the directory's watch with the name (and ``IN_ISDIR`` for
-  directories); a rename's two events share a cookie.
+  inode's watch only. ``IN_CREATE``, ``IN_DELETE``, ``IN_MOVED_FROM`` and
+  ``IN_MOVED_TO`` reach the directory's watch with the name, and with
+  ``IN_ISDIR`` for directories. A rename's two events share a cookie.
 - ``IN_DELETE_SELF`` comes when the inode's last link is gone and the directory
   entry it was removed through is no longer open: at the unlink or rename, or at
   the last ``close`` of a descriptor opened through that entry. Then the watches
@@ -56,7 +56,6 @@ IN_MASK_ADD = 0x20000000
 IN_ISDIR = inotify.IN_ISDIR
 IN_ONESHOT = 0x80000000
 
-_WATCH_FLAGS = IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK | IN_MASK_CREATE | IN_MASK_ADD
 _KEPT_FLAGS = IN_EXCL_UNLINK | IN_ONESHOT
 
 # /proc/sys/fs/inotify/max_queued_events on a default Linux.
@@ -302,10 +301,6 @@ class InotifyKernel:
         """Return the cookie of the next rename; every rename takes one, watched or not."""
         self._cookie += 1
         return self._cookie
-
-    def watched(self, inode: Inode) -> bool:
-        """Tell whether any instance watches ``inode``."""
-        return inode in self._watches_by_inode
 
     def inode_event(self, inode: Inode, mask: int, cookie: int = 0) -> None:
         """Queue an event on the inode's own watches only (link count, move, deletion)."""

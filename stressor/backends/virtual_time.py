@@ -8,12 +8,12 @@ input is the same:
   deadline whenever no task can run, so sleeps and deadlines take no real time.
   Unlike ``MockClock`` it also moves on by ``read_cost`` each time it is read.
   ``MockClock`` does not advance while tasks run, which breaks two things
-  stressor relies on: every step of a cycle's window would carry one time stamp, so
-  "did the fault land before the watch was removed" could no longer be told from
-  the times; and a loop that polls with checkpoints instead of sleeping (the
-  Docker models retry a half-written line 20000 times that way) would finish in
-  no time at all, before any timer fires, unlike on real files where those
-  retries take a while. With a cost per read, time passes as tasks work, the
+  stressor relies on. Every step of a cycle's window would carry one time stamp,
+  so the times could no longer show whether a fault landed before the watch was
+  removed. And a loop that polls with checkpoints instead of sleeping (the Docker
+  models retry a half-written line 20000 times that way) would finish in no time
+  at all, before any timer fires, unlike on real files where those retries take
+  a while. With a cost per read, time passes as tasks work, the
   same way in every run. (``MockClock`` is final in trio 0.35, hence a clock of
   its own rather than a subclass.)
 - the scheduler. trio runs each batch of ready tasks in a random order (a shared

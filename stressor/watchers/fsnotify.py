@@ -91,7 +91,7 @@ class FsnotifyWatcher:
         while not self.done.is_closed():
             await self._inotify.wait_readable()
             for raw in self._inotify.read_events():
-                self._hooks.advance()
+                self._hooks.advance(follower_step=False)
                 if not await self._handle(raw):
                     return
 

@@ -81,7 +81,7 @@ class InotifyWatcher:
         while True:
             await self._inotify.wait_readable()
             for raw in self._inotify.read_events():
-                self._hooks.advance()
+                self._hooks.advance(follower_step=False)
                 await self._dispatch(raw)
 
     async def _dispatch(self, raw: inotify.RawEvent) -> None:

@@ -54,7 +54,7 @@ class PollingWatcher:
                 except FileNotFoundError:
                     await self.events.send(WatchEvent(path, Op.REMOVE))
                     return
-                self._hooks.advance()
+                self._hooks.advance(follower_step=False)
                 if (now.st_size, now.st_mtime_ns) != (last.st_size, last.st_mtime_ns):
                     last = now
                     await self.events.send(WatchEvent(path, Op.WRITE))
