@@ -16,6 +16,7 @@ import trio
 from stressor.backends import make_backend, use_backend
 from stressor.cycle import CycleLimits, run_cycle
 from stressor.leaks import count_user_inotify_instances
+from stressor.replay import replay_command
 from stressor.results import CycleResult, RunRecord
 from stressor.scenario import ConfigError, Scenario
 
@@ -84,6 +85,7 @@ async def run_stress(
     observers: Sequence[RunObserver] = (),
     *,
     cycle_indices: Iterable[int] | None = None,
+    scenario_path: str | None = None,
 ) -> None:
     """Run the scenario's cycles, appending each result to ``record`` as it finishes.
 
@@ -128,7 +130,9 @@ async def run_stress(
         for name, index in jobs:
             if stop_at is not None and trio.current_time() >= stop_at:
                 return
-            await _one_cycle(scenario, name, index, directory, limits, record, observers)
+            await _one_cycle(
+                scenario, name, index, directory, limits, record, observers, scenario_path
+            )
 
     try:
         with use_backend(backend):
@@ -150,6 +154,7 @@ async def _one_cycle(
     limits: CycleLimits,
     record: RunRecord,
     observers: Sequence[RunObserver],
+    scenario_path: str | None,
 ) -> None:
     schedule = scenario.schedule(index)
     for observer in observers:
@@ -173,13 +178,14 @@ async def _one_cycle(
     if result.findings:
         faults = ",".join(result.faults) or "none"
         log.info(
-            "finding: target %s, seed %d, cycle %d, outcome %s, faults %s%s",
+            "finding: target %s, seed %d, cycle %d, outcome %s, faults %s%s; replay: %s",
             name,
             scenario.seed,
             index,
             result.outcome,
             faults,
             f": {result.detail}" if result.detail else "",
+            replay_command(scenario, name, scenario.seed, index, scenario_path),
             extra={"repeat_key": (name, result.outcome, faults)},
         )
     for observer in observers:

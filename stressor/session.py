@@ -149,7 +149,7 @@ async def run_session(
             nursery.start_soon(progress.run)
         nursery.start_soon(_summarise_periodically, repeat_filter, options.textfile, registry)
         with run_scope:
-            await run_stress(scenario, record, observers)
+            await run_stress(scenario, record, observers, scenario_path=options.scenario_path)
         record.interrupted = session.signal_number is not None
         nursery.cancel_scope.cancel()
 
