@@ -41,7 +41,7 @@ import trio
 from bench_support import Spread, describe_machine, format_spread, stressor_command
 
 from stressor.engine import run_stress
-from stressor.results import RunRecord
+from stressor.record import RunRecord
 from stressor.scenario import Scenario
 
 INSTANCES_LIMIT_PATH = "/proc/sys/fs/inotify/max_user_instances"

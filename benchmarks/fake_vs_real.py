@@ -32,7 +32,7 @@ from bench_support import describe_machine
 
 from stressor.backends.virtual_time import run_in_virtual_time
 from stressor.engine import run_stress
-from stressor.results import RunRecord
+from stressor.record import RunRecord
 from stressor.scenario import DEFAULT_TARGETS, Scenario
 
 MODES = ("real", "fake", "fake, virtual time")

@@ -26,7 +26,7 @@ from stressor import __version__
 from stressor.engine import run_stress
 from stressor.exporter import serve_metrics
 from stressor.metrics import RunMetrics, ServiceMetrics
-from stressor.results import RunRecord
+from stressor.record import RunRecord
 from stressor.scenario import Scenario
 from stressor.service import ServiceState
 

@@ -27,7 +27,7 @@ from bench_support import describe_machine
 from stressor.engine import run_stress
 from stressor.faults import FaultSpec
 from stressor.hooks import HookPoint
-from stressor.results import RunRecord
+from stressor.record import RunRecord
 from stressor.scenario import Expectation, Scenario
 
 

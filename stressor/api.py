@@ -26,9 +26,10 @@ from typing import Any, cast
 
 from stressor._version import __version__
 from stressor.engine import RunObserver, run_stress
+from stressor.record import RunRecord
 from stressor.replay import replay_command
 from stressor.reports import RunReport, report_run
-from stressor.results import CycleResult, RunRecord
+from stressor.results import CycleResult
 from stressor.scenario import BUILTIN_EXPECTATIONS, ConfigError, Expectation, Scenario
 from stressor.summary import Reproduction
 from stressor.targets import BUILTIN_TARGETS, Target

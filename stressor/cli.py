@@ -32,6 +32,7 @@ from stressor.options import (
     scenario_and_file_from_args,
     scenario_from_args,
 )
+from stressor.record import RunRecord
 from stressor.replay import ShrinkOptions, replay_cycle, shrink_findings
 from stressor.reports import (
     check_report_path,
@@ -40,7 +41,6 @@ from stressor.reports import (
     report_run,
     write_report,
 )
-from stressor.results import RunRecord
 from stressor.scenario import ConfigError, Scenario
 from stressor.session import Session, SessionOptions, run_session_sync, run_until_signal
 from stressor.targets import BUILTIN_TARGETS

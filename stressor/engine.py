@@ -16,8 +16,9 @@ import trio
 from stressor.backends import make_backend, use_backend
 from stressor.cycle import CycleLimits, run_cycle
 from stressor.leaks import count_user_inotify_instances
+from stressor.record import RunRecord
 from stressor.replay import replay_command
-from stressor.results import CycleResult, RunRecord
+from stressor.results import CycleResult
 from stressor.scenario import ConfigError, Scenario
 
 log = logging.getLogger(__name__)

@@ -12,9 +12,9 @@ import dataclasses
 import functools
 from collections.abc import Sequence
 
+from stressor.record import RunRecord
 from stressor.replay import replay_command
 from stressor.reports import RunReport, report_run
-from stressor.results import RunRecord
 from stressor.scenario import Expectation
 from stressor.summary import TargetSummary
 from stressor.thresholds import METRICS, Threshold, ThresholdResult, evaluate_thresholds

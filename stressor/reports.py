@@ -10,8 +10,8 @@ import tempfile
 from collections.abc import Callable, Mapping
 
 from stressor.judge import judge
+from stressor.record import RunRecord
 from stressor.replay import replay_command
-from stressor.results import RunRecord
 from stressor.scenario import ConfigError
 from stressor.summary import TargetSummary, quantiles, summarize
 

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from stressor.scenario import Scenario
 
 OK = "ok"
 HANG = "hang"
@@ -77,22 +72,3 @@ class CycleResult:
             if outcome in self.findings:
                 return outcome
         return OK
-
-
-@dataclasses.dataclass
-class RunRecord:
-    """What a run produced so far; it stays valid when the run is cancelled midway.
-
-    A soak sets ``keep_results`` to False, so memory does not grow with the cycle
-    count; its observers keep what they need.
-    """
-
-    scenario: Scenario
-    started_at: datetime.datetime = dataclasses.field(
-        default_factory=lambda: datetime.datetime.now(datetime.UTC)
-    )
-    finished_at: datetime.datetime | None = None
-    results: list[CycleResult] = dataclasses.field(default_factory=list)
-    keep_results: bool = True
-    finished_cycles: int = 0
-    interrupted: bool = False

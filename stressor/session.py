@@ -20,7 +20,7 @@ from stressor.findings import FindingsDirectory
 from stressor.logs import RepeatFilter
 from stressor.metrics import RunMetrics, ServiceMetrics
 from stressor.progress import Progress
-from stressor.results import RunRecord
+from stressor.record import RunRecord
 from stressor.scenario import ConfigError, Scenario
 from stressor.service import ServiceState
 

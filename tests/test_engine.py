@@ -11,7 +11,8 @@ import trio
 
 from stressor.engine import run_stress
 from stressor.hooks import HookPoint
-from stressor.results import CycleResult, RunRecord
+from stressor.record import RunRecord
+from stressor.results import CycleResult
 from stressor.scenario import ConfigError, Scenario
 
 # Upper bound of a short run, in seconds: far above the second or so it takes.

@@ -15,8 +15,8 @@ import trio
 from stressor import __version__
 from stressor.engine import run_stress
 from stressor.options import build_parser, scenario_from_args
+from stressor.record import RunRecord
 from stressor.reports import report_run
-from stressor.results import RunRecord
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.toml"))
 

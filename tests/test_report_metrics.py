@@ -16,8 +16,9 @@ from stressor import __version__
 from stressor.engine import run_stress
 from stressor.exporter import serve_metrics
 from stressor.metrics import LATENCY_BUCKETS, RunMetrics
+from stressor.record import RunRecord
 from stressor.reports import report_run, write_report
-from stressor.results import HANG, OUTCOMES, RunRecord
+from stressor.results import HANG, OUTCOMES
 from stressor.scenario import Scenario
 
 TARGETS = ("reference", "polling", "docker-1.12.1", "docker-1.13.0")
