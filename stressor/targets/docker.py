@@ -88,6 +88,23 @@ class JsonDecoder:
         return DecodeStatus.OK, line
 
 
+def _retry_decoder(
+    status: DecodeStatus, decoder: JsonDecoder, file: _OpenFile, retries: int
+) -> JsonDecoder | None:
+    """Return the decoder a retry continues with, or None when there is no retry.
+
+    Like ``followLogs``, a syntax error gets a fresh decoder and a partial line gets
+    one that keeps the buffered part, each up to ``MAX_DECODE_RETRIES`` times.
+    """
+    if retries > MAX_DECODE_RETRIES:
+        return None
+    if status is DecodeStatus.SYNTAX_ERROR:
+        return JsonDecoder(file.fd)
+    if status is DecodeStatus.UNEXPECTED_EOF:
+        return JsonDecoder(file.fd, carry=decoder.buffered)
+    return None
+
+
 def _drain(ctx: FollowContext, decoder: JsonDecoder) -> None:
     """Send every line the decoder still yields, then stop at the first error or EOF."""
     while True:
@@ -173,13 +190,9 @@ class Docker1121:
         cases: list[Case] = [watcher.events, watcher.errors, ctx.writer_done, rotated]
         while True:
             status, line = decoder.decode()
-            if status is DecodeStatus.SYNTAX_ERROR and retries <= MAX_DECODE_RETRIES:
-                decoder = JsonDecoder(file.fd)
-                retries += 1
-                await trio.lowlevel.checkpoint()
-                continue
-            if status is DecodeStatus.UNEXPECTED_EOF and retries <= MAX_DECODE_RETRIES:
-                decoder = JsonDecoder(file.fd, carry=decoder.buffered)
+            retry = _retry_decoder(status, decoder, file, retries)
+            if retry is not None:
+                decoder = retry
                 retries += 1
                 await trio.lowlevel.checkpoint()
                 continue
@@ -265,13 +278,9 @@ class Docker1130:
                 if await _send_message(ctx, decoder, line, cancelled):
                     return
                 continue
-            if status is DecodeStatus.SYNTAX_ERROR and retries <= MAX_DECODE_RETRIES:
-                decoder = JsonDecoder(file.fd)
-                retries += 1
-                await trio.lowlevel.checkpoint()
-                continue
-            if status is DecodeStatus.UNEXPECTED_EOF and retries <= MAX_DECODE_RETRIES:
-                decoder = JsonDecoder(file.fd, carry=decoder.buffered)
+            retry = _retry_decoder(status, decoder, file, retries)
+            if retry is not None:
+                decoder = retry
                 retries += 1
                 await trio.lowlevel.checkpoint()
                 continue
