@@ -44,6 +44,7 @@ from stressor.reports import (
 from stressor.scenario import ConfigError, Scenario
 from stressor.session import Session, SessionOptions, run_session_sync, run_until_signal
 from stressor.targets import BUILTIN_TARGETS
+from stressor.targets.command import RECIPES
 from stressor.thresholds import Threshold, check_threshold_targets
 
 log = logging.getLogger("stressor")
@@ -56,7 +57,9 @@ EXIT_STRESSOR_FAILED = 3
 
 def _print_targets() -> int:
     for target in BUILTIN_TARGETS.values():
-        print(f"{target.name:<15} {target.description}")
+        print(f"{target.name:<18} {target.description}")
+    for name, known in RECIPES.items():
+        print(f"{name:<18} recipe, {known.description}")
     return EXIT_PASSED
 
 

@@ -7,6 +7,7 @@ import difflib
 import textwrap
 
 from stressor import __version__
+from stressor.external.table import recipes_named
 from stressor.scenario import (
     DEFAULT_METRICS_PORT,
     DEFAULT_TARGETS,
@@ -359,11 +360,15 @@ def scenario_and_file_from_args(args: argparse.Namespace) -> tuple[Scenario, Sce
         settings["seed"] = new_seed()
 
     targets = tuple(settings.get("targets", DEFAULT_TARGETS))
+    # A recipe named on the command line (--target tail-F) needs no scenario file.
+    extra = dict(settings.get("extra_targets", {}))
+    extra.update(recipes_named(targets, extra))
+    if extra:
+        settings["extra_targets"] = extra
     label = f"{args.scenario}: expect/allow" if args.scenario else "--expect/--allow"
     layers = [(loaded.expect, loaded.allow, label)]
-    expect = [parse_outcome_option("--expect", text) for text in args.expect]
-    allow = [parse_outcome_option("--allow", text) for text in args.allow]
+    expect = [parse_outcome_option("--expect", text, extra) for text in args.expect]
+    allow = [parse_outcome_option("--allow", text, extra) for text in args.allow]
     layers.append((expect, allow, "--expect/--allow"))
-    extra = settings.get("extra_targets", {})
     settings["expectations"] = build_expectations(targets, layers, extra)
     return Scenario(**settings, sources=sources), loaded

@@ -19,6 +19,7 @@ from stressor.results import FINDINGS
 from stressor.rotations import ROTATION_METHODS
 from stressor.schedule import Schedule, make_schedule
 from stressor.targets import BUILTIN_TARGETS, Target, get_target
+from stressor.targets.command import RECIPES
 
 MAX_CONCURRENCY = 4096
 MAX_LINES = 100_000
@@ -253,12 +254,15 @@ def parse_points(texts: list[str]) -> tuple[HookPoint, ...]:
     return tuple(dict.fromkeys(points))
 
 
-def parse_outcome_option(option: str, text: str) -> tuple[str, str]:
-    """Parse ``NAME=OUTCOME`` of ``--expect`` or ``--allow`` into (target, outcome)."""
+def parse_outcome_option(option: str, text: str, extra: Collection[str] = ()) -> tuple[str, str]:
+    """Parse ``NAME=OUTCOME`` of ``--expect`` or ``--allow`` into (target, outcome).
+
+    ``extra`` names targets of this run besides the built-in ones (commands, recipes).
+    """
     name, sep, outcome = text.partition("=")
     if not sep or not name or not outcome:
         raise ConfigError(option, text, "write it as TARGET=OUTCOME, e.g. docker-1.12.1=hang")
-    if name not in BUILTIN_TARGETS:
+    if name not in BUILTIN_TARGETS and name not in extra:
         raise ConfigError(option, text, f"unknown target {name!r}; {_target_choices()}")
     if outcome not in FINDINGS:
         raise ConfigError(option, text, f"unknown outcome {outcome!r}; {_outcome_choices()}")
@@ -298,7 +302,8 @@ def _choices(values: tuple[str, ...]) -> str:
 
 
 def _target_choices() -> str:
-    return "choose one of " + ", ".join(BUILTIN_TARGETS) + " (see `stressor targets`)"
+    names = [*BUILTIN_TARGETS, *RECIPES]
+    return "choose one of " + ", ".join(names) + " (see `stressor targets`)"
 
 
 def _outcome_choices() -> str:
