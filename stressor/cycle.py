@@ -66,7 +66,7 @@ def _check_resource_limit(error: BaseException | None) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class CycleSetup:
-    """How each cycle's file is laid out and written, apart from the random schedule.
+    """The layout and writing of each cycle's file, apart from the random schedule.
 
     Attributes:
         line_format: the writer's line format: ``docker-json``, ``cri`` or ``plain``.
@@ -125,10 +125,11 @@ async def run_cycle(
     """Run one cycle of ``target`` in ``directory`` and return its verdict.
 
     The follower gets a fresh empty file in a directory of its own. Once it watches
-    the file, the writer writes its lines and exits; faults act at their hook
-    points; then the follower is told that the writer is done. A follower that stops
-    making progress is cancelled and the cycle ends as a hang, so a cycle always
-    ends within ``limits.max_wait`` of the writer's exit plus the writer's own pauses.
+    the file, the writer writes its lines and exits, and faults act at their hook
+    points. Then the follower is notified that the writer is done. A follower that
+    stops making progress is cancelled and the cycle ends as a hang, so a cycle
+    always ends within ``limits.max_wait`` of the writer's exit plus the writer's
+    own pauses.
 
     The files are those of the current backend (``stressor.backends.use_backend``),
     where ``directory`` must exist. With ``setup.backend`` set to ``fake`` while
@@ -205,7 +206,7 @@ class _Cycle:
             self.caught_up.set()
 
     async def _write(self, env: FaultEnvironment) -> None:
-        """Write the writer's lines, rotating as the setup says and firing mid-stream."""
+        """Write the writer's lines, rotating as the setup sets and firing mid-stream."""
         mid_stream = self.schedule.mid_stream_line
         every = self.setup.rotate_every
         for number, gap in enumerate(self.schedule.gaps, start=1):
@@ -217,7 +218,7 @@ class _Cycle:
                 await self.hooks.fire(HookPoint.MID_STREAM)
 
     async def _exit_writer(self) -> None:
-        """Let the follower catch up if the schedule says so, then let the writer exit."""
+        """Let the follower catch up if the schedule asks for it, then let the writer exit."""
         writer = self.writer
         writer.exiting = True
         if self.schedule.catch_up and len(self.deliveries) < len(writer.ledger):

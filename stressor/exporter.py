@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 class Health(Protocol):
-    """What ``/healthz`` and ``/readyz`` report."""
+    """The state behind ``/healthz`` and ``/readyz``."""
 
     def is_live(self) -> bool:
         """Tell whether the process's event loop is turning."""
@@ -70,8 +70,8 @@ async def serve_metrics(
 ) -> None:
     """Serve ``registry`` over HTTP/1.1 at ``/metrics`` until cancelled.
 
-    With ``health``, ``/healthz`` and ``/readyz`` answer 200 or 503 from it; without
-    it they answer 404.
+    With ``health``, ``/healthz`` and ``/readyz`` return 200 or 503 from it; without
+    it they return 404.
 
     Port 0 binds an ephemeral port. ``task_status.started`` receives the port that
     is listening. Each connection carries one request, gets ``Connection: close``

@@ -28,7 +28,7 @@ class HookPoint(enum.Enum):
     """The writer is between two of its lines."""
 
     AFTER_EXIT = "after-exit"
-    """The writer has exited and the follower has not been told yet."""
+    """The writer has exited and the follower has not been notified yet."""
 
     BEFORE_REMOVE = "before-remove"
     """The follower is about to remove its watch (before ``inotify_rm_watch``)."""
@@ -51,7 +51,7 @@ class Hooks:
 
     ``progress`` counts observable steps of the follower: events read, lines
     delivered, hook points passed. The hang detector compares it over time, so a
-    follower that is slow under load is told apart from one that is stuck.
+    follower that is slow under load is distinguished from one that is stuck.
     ``last_progress_at`` is the time of the last progress of any kind, which the hang
     detector measures from. ``last_step_at`` is the time of the follower's own last
     step (a delivery or a hook point); the checker requires every line written
@@ -73,9 +73,9 @@ class Hooks:
         """Count one step of observable progress.
 
         A watcher's reader task reading an event is progress for the hang detector
-        but no step of the follower itself (``follower_step=False``): it may read the
-        final ``IN_IGNORED`` after the follower's last read, and a line written in
-        between could not have been read.
+        but no step of the follower itself (``follower_step=False``). The reader may
+        read the final ``IN_IGNORED`` after the follower's last read, and a line
+        written in between could not have been read.
         """
         self.progress += 1
         self.last_progress_at = trio.current_time()

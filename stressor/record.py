@@ -11,7 +11,7 @@ from stressor.scenario import Scenario
 
 @dataclasses.dataclass
 class RunRecord:
-    """What a run produced so far; it stays valid when the run is cancelled midway.
+    """The results of a run so far; valid also when the run is cancelled midway.
 
     A soak sets ``keep_results`` to False, so memory does not grow with the cycle
     count; its observers keep what they need.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from stressor.backends import BACKENDS
 from stressor.cycle import CycleSetup
@@ -28,7 +28,7 @@ DEFAULT_METRICS_PORT = 9466
 
 
 class ConfigError(ValueError):
-    """An invalid option or setting; the message names it, shows the value and says the fix."""
+    """An invalid option or setting; the message names it, shows the value and gives the fix."""
 
     def __init__(self, option: str, value: object, fix: str) -> None:
         super().__init__(f"{option}: invalid value {value!r}: {fix}")
@@ -38,7 +38,7 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Expectation:
-    """What one target must show: ``expect`` must appear at least once, ``allow`` may appear.
+    """The outcomes of one target: ``expect`` must appear at least once, ``allow`` may appear.
 
     A finding that is in neither set fails the target.
     """
@@ -51,7 +51,7 @@ class Expectation:
 # the two negative controls.
 DEFAULT_TARGETS = ("reference", "polling", "docker-1.12.1", "docker-1.13.0")
 
-# What the built-in models are known to do under the default faults.
+# The known behaviour of the built-in models under the default faults.
 BUILTIN_EXPECTATIONS = {
     "docker-1.12.1": Expectation(expect=frozenset({"hang"}), allow=frozenset({"lost"})),
     "docker-1.13.0": Expectation(allow=frozenset({"lost"})),
@@ -124,10 +124,18 @@ class Scenario:
     endless: bool = False
     extra_targets: dict[str, Target] = dataclasses.field(default_factory=dict)
     sources: dict[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
-    """Where a field's value came from when not the command line, e.g. ``x.toml: writer.lines``."""
+    """The origin of each field not set on the command line, e.g. ``x.toml: writer.lines``."""
 
     def __post_init__(self) -> None:
         label = self._label
+        self._check_run(label)
+        self._check_timing(label)
+        self._check_expectations_and_faults(label)
+        self._check_writer(label)
+        self._check_backend(label)
+
+    def _check_run(self, label: Callable[[str], str]) -> None:
+        """Check the targets, the run's length, concurrency, seed, lines and port."""
         _check_extra_targets(self.extra_targets)
         _check_targets(label("targets"), self.targets, self.extra_targets)
         if not (self.endless and self.cycles is None and self.duration is None):
@@ -136,6 +144,9 @@ class Scenario:
         _check_int(label("seed"), self.seed, 0, MAX_SEED)
         _check_int(label("lines"), self.lines, 0, MAX_LINES)
         _check_int(label("metrics_port"), self.metrics_port, 0, 65535)
+
+    def _check_timing(self, label: Callable[[str], str]) -> None:
+        """Check the pauses and the hang limits."""
         _check_seconds(label("max_gap"), self.max_gap, allow_zero=True)
         _check_seconds(label("settle"), self.settle, allow_zero=True)
         _check_seconds(label("deadline"), self.deadline, allow_zero=False)
@@ -148,6 +159,9 @@ class Scenario:
                 self.max_wait,
                 f"must be at least {label('deadline')} ({self.deadline:g})",
             )
+
+    def _check_expectations_and_faults(self, label: Callable[[str], str]) -> None:
+        """Check the late-write probability, the expectations and the faults."""
         probability = self.fault_probability
         if isinstance(probability, bool) or not isinstance(probability, (int, float)):
             raise ConfigError(label("fault_probability"), probability, "must be a number")
@@ -155,6 +169,9 @@ class Scenario:
             raise ConfigError(label("fault_probability"), probability, "must be between 0 and 1")
         for name, expectation in self.expectations.items():
             _check_expectation(label("expectations"), name, expectation)
+
+    def _check_writer(self, label: Callable[[str], str]) -> None:
+        """Check the line format, the symlink and the writer's own rotations."""
         if self.line_format not in FORMATS:
             raise ConfigError(label("line_format"), self.line_format, _choices(FORMATS))
         if not isinstance(self.symlink, bool):
@@ -169,6 +186,9 @@ class Scenario:
             raise ConfigError(
                 label("rotate_method"), self.rotate_method, "a symlink swap needs symlink = true"
             )
+
+    def _check_backend(self, label: Callable[[str], str]) -> None:
+        """Check the leak checks and the backend, which constrain each other."""
         if not isinstance(self.check_leaks, bool):
             raise ConfigError(label("check_leaks"), self.check_leaks, "must be true or false")
         if self.check_leaks and self.concurrency != 1:

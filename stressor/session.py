@@ -32,7 +32,7 @@ SUMMARY_INTERVAL = 30.0
 
 @dataclasses.dataclass(frozen=True)
 class SessionOptions:
-    """How the run is served and reported while it goes on.
+    """Settings for serving and reporting the run while it goes on.
 
     Attributes:
         metrics_host: address of the metrics endpoint; 127.0.0.1 unless a container

@@ -21,7 +21,7 @@ class Observations:
     Attributes:
         deliveries: lines the follower delivered.
         landed: times at which faults acted.
-        fired: the scheduled faults whose hook point fired; a follower that never
+        fired: the scheduled faults whose hook point fired. A follower that never
             reaches a point (one that never removes its watch, say) never gets its fault.
         exited_at: when the writer exited.
         told_at: when the follower was told that the writer is done.

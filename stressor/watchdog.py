@@ -19,7 +19,7 @@ class CycleLimits:
         deadline: a follower that shows no progress for this long after the writer's
             exit is hung. Progress is any event read, line delivered or hook passed,
             so a follower that is only slow under load is not called hung.
-        max_wait: the longest a follower may take after the writer's exit even while
+        max_wait: the maximum time a follower may take after the writer's exit even while
             it makes progress; past it the cycle ends as a hang as well.
     """
 

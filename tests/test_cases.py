@@ -35,7 +35,7 @@ def assert_reference_passes(reference, cycles):
 
 
 async def test_remove_while_event_pending(run_batch):
-    # One line to an idle file, the writer exits at once and the follower is told
+    # One line to an idle file, the writer exits at once and the follower is asked
     # to stop at once, with the line's modify event still queued.
     caught, reference = await run_both(
         run_batch, "docker-1.12.1", 100, lines=1, catch_up=False, settle=0.0
@@ -61,7 +61,7 @@ async def test_remove_while_event_pending_on_reopen(run_batch):
 LEAVE_MID_STREAM = (FaultSpec("cancel", (HookPoint.BEFORE_START,), delay=(0.01, 0.05)),)
 
 # Variant: the writer exits first, then the client leaves while the follower is
-# still at work (the pause keeps the follower from being told the writer is done).
+# still at work (the pause keeps the follower from learning that the writer is done).
 LEAVE_AFTER_EXIT = (
     FaultSpec("cancel", AFTER_EXIT, delay=(0.01, 0.05)),
     FaultSpec("pause", AFTER_EXIT, delay=(0.08, 0.08)),
@@ -171,7 +171,7 @@ async def test_symlink_target_rotation(run_batch):
 
 
 async def test_delete_while_open(run_batch):
-    # The file is unlinked while the follower holds it, created again, appended to.
+    # The file is unlinked while the follower has it open, created again, appended to.
     rotation = FaultSpec("rotate", MID_STREAM, method="delete-recreate")
     caught, reference = await run_both(
         run_batch, faulty.IgnoresAttributeChange(), 30, lines=10, faults=(rotation,)

@@ -1,4 +1,4 @@
-"""What a follower under test receives from a cycle, and what it must provide."""
+"""The context a follower under test receives from a cycle, and the protocol it implements."""
 
 from __future__ import annotations
 
@@ -91,8 +91,8 @@ class LineReader:
 
     A trailing fragment without a newline is kept until the rest arrives, so a
     follower never delivers half a line that the writer is still writing. A file
-    that was truncated, or rewritten from the start, is read again from offset 0:
-    before each read the reader checks that the file is no shorter than what it
+    that was truncated, or rewritten from the start, is read again from offset 0.
+    Before each read the reader checks that the file is no shorter than what it
     read and that the last bytes it read are still in place. ``fd`` is a descriptor
     of the backend current when the reader is built.
     """

@@ -7,7 +7,7 @@ follows from that structure alone:
 
 - 1.12.1 removes the watch from inside the loop when the reader is closed. The
   watcher's removal waits for ``IN_IGNORED``, which its reader task reaches only
-  after handing over every earlier event, and nobody receives events any more:
+  after handing over every earlier event, and the loop no longer receives events:
   a write that lands between the writer's exit and the removal deadlocks it.
 - 1.13.0 removes the watch in a separate task and keeps receiving events until
   that removal returned, so late writes no longer deadlock it. Its rotation path
@@ -44,7 +44,7 @@ REOPEN_ATTEMPTS = 6
 
 
 class DecodeStatus(enum.Enum):
-    """What ``json.Decoder.Decode`` returned, in Go's terms."""
+    """The result of ``json.Decoder.Decode``, in Go's terms."""
 
     OK = "ok"
     EOF = "io.EOF"

@@ -93,7 +93,7 @@ class InotifyWatcher:
             return
         path = self._path_by_wd.get(raw.wd)
         if path is None:
-            # An event queued before its watch was removed: nobody watches it now.
+            # An event queued before its watch was removed; no watch is left for it.
             return
         await self.events.send(WatchEvent(path, op_from_mask(raw.mask), raw.mask, raw.name))
 
