@@ -4,7 +4,8 @@ These names are the public Python API; the modules behind them are internal.
 ``build_scenario`` describes a run, and ``run`` stresses its targets inside trio
 and returns a ``RunResult`` with the fields of the JSON report. A follower written
 in Python becomes a target through ``PythonTarget``; ``stressor.targets.python``
-documents the protocol it implements.
+documents the protocol it implements. Any other program becomes one through
+``CommandTarget``, or ``recipe`` for the built-in ones such as ``tail-F``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from stressor.results import CycleResult
     from stressor.scenario import ConfigError, Expectation, Scenario
     from stressor.targets.base import Target
+    from stressor.targets.command import CommandTarget, recipe
     from stressor.targets.python import Follow, PythonTarget, Watcher, WriterDone
     from stressor.watchers.event import Op, WatchEvent
 
@@ -47,6 +49,8 @@ _SOURCES = {
     "Expectation": "stressor.scenario",
     "Scenario": "stressor.scenario",
     "Target": "stressor.targets.base",
+    "CommandTarget": "stressor.targets.command",
+    "recipe": "stressor.targets.command",
     "Follow": "stressor.targets.python",
     "PythonTarget": "stressor.targets.python",
     "Watcher": "stressor.targets.python",
@@ -67,6 +71,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CommandTarget",
     "ConfigError",
     "CycleResult",
     "Expectation",
@@ -85,6 +90,7 @@ __all__ = [
     "WriterDone",
     "__version__",
     "build_scenario",
+    "recipe",
     "replay_cycle",
     "run",
 ]

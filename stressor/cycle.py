@@ -6,13 +6,13 @@ import dataclasses
 import errno
 import functools
 import logging
-import os
 import random
 
 import trio
 
 from stressor.backends import Backend, current_backend, make_backend, use_backend
 from stressor.checks import Delivery
+from stressor.cycle_files import CycleFiles, prepare_files
 from stressor.faults import Fault, FaultEnvironment, inject
 from stressor.gochan import Signal
 from stressor.hooks import HookPoint, Hooks
@@ -20,7 +20,13 @@ from stressor.leaks import count_resources
 from stressor.results import CycleResult
 from stressor.rotations import rotate
 from stressor.schedule import Schedule
-from stressor.targets.base import FollowContext, RotationNotices, Target
+from stressor.targets.base import (
+    FollowContext,
+    RotationNotices,
+    Target,
+    open_target,
+    shared_directory,
+)
 from stressor.verdict import Observations, judge_cycle
 from stressor.watchdog import (
     CycleLimits,
@@ -101,20 +107,6 @@ def _attach_faults(
         hooks.on(fault.point, act)
 
 
-def _prepare_file(cycle_directory: str, symlink: bool) -> str:
-    """Create the empty log file, behind a symlink in symlink mode; return the followed path."""
-    fs = current_backend().os
-    path = os.path.join(cycle_directory, "app.log")
-    real = path
-    if symlink:
-        target_directory = os.path.join(cycle_directory, "target")
-        fs.mkdir(target_directory, 0o700)
-        real = os.path.join(target_directory, "app.log")
-        fs.symlink(real, path)
-    fs.close(fs.open(real, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600))
-    return path
-
-
 async def run_cycle(
     target: Target,
     schedule: Schedule,
@@ -130,6 +122,10 @@ async def run_cycle(
     stops making progress is cancelled and the cycle ends as a hang, so a cycle
     always ends within ``limits.max_wait`` of the writer's exit plus the writer's
     own pauses.
+
+    A target with a session of its own (a long-lived program) is opened for this
+    cycle alone, unless ``target`` is the follower its session yielded already
+    (``stressor.targets.base.open_target``), as in a run.
 
     The files are those of the current backend (``stressor.backends.use_backend``),
     where ``directory`` must exist. With ``setup.backend`` set to ``fake`` while
@@ -152,18 +148,23 @@ async def _run_cycle_files(
     limits: CycleLimits,
     setup: CycleSetup,
 ) -> CycleResult:
-    cycle_directory = os.path.join(directory, f"{target.name}-{schedule.cycle}")
-    backend.os.mkdir(cycle_directory, 0o700)
-    try:
-        path = _prepare_file(cycle_directory, setup.symlink)
-        writer = Writer(path, line_format=setup.line_format)
+    async with open_target(target, directory) as follower:
+        shared = shared_directory(follower)
+        files = prepare_files(
+            backend, directory, follower.name, schedule.cycle, setup.symlink, shared
+        )
         try:
-            cycle = _Cycle(target, schedule, path, writer, limits, setup)
-            return await cycle.run()
+            # Lines of a shared follower's cycles meet in one output, so each
+            # cycle's writer has a number of its own.
+            writer_id = schedule.cycle + 1 if shared is not None else 1
+            writer = Writer(files.path, writer_id=writer_id, line_format=setup.line_format)
+            try:
+                cycle = _Cycle(follower, schedule, files, writer, limits, setup)
+                return await cycle.run()
+            finally:
+                writer.close()
         finally:
-            writer.close()
-    finally:
-        backend.rmtree(cycle_directory)
+            files.remove()
 
 
 class _Cycle:
@@ -173,12 +174,13 @@ class _Cycle:
         self,
         target: Target,
         schedule: Schedule,
-        path: str,
+        files: CycleFiles,
         writer: Writer,
         limits: CycleLimits,
         setup: CycleSetup,
     ) -> None:
         self.target = target
+        self.files = files
         self.schedule = schedule
         self.writer = writer
         self.limits = limits
@@ -189,13 +191,14 @@ class _Cycle:
         self.caught_up = trio.Event()
         self.fired: list[Fault] = []
         self.ctx = FollowContext(
-            path=path,
+            path=files.path,
             writer_done=Signal(),
             rotations=RotationNotices(),
             hooks=self.hooks,
             rng=random.Random(schedule.follower_seed),
             deliver=self._deliver,
             ready=self.state.ready.set,
+            writer_id=writer.writer_id,
         )
 
     def _deliver(self, raw: bytes) -> None:
@@ -276,6 +279,12 @@ class _Cycle:
         leak_detail = ""
         if before is not None and not hung:
             leak_detail = count_resources().leaked_since(before)
+        check_release = getattr(self.target, "check_release", None)
+        if check_release is not None and not hung:
+            removed = self.files.identities()
+            self.writer.close()
+            self.files.remove()
+            leak_detail = await check_release(self.ctx, self.files.prefix, removed)
         seen = Observations(
             deliveries=self.deliveries,
             landed=env.landed,

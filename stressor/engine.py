@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import itertools
 import logging
@@ -20,6 +21,7 @@ from stressor.record import RunRecord
 from stressor.replay import replay_command
 from stressor.results import CycleResult
 from stressor.scenario import ConfigError, Scenario
+from stressor.targets.base import Target, open_target
 
 log = logging.getLogger(__name__)
 
@@ -127,19 +129,34 @@ async def run_stress(
         directory,
     )
 
-    async def worker() -> None:
+    async def worker(followers: dict[str, Target]) -> None:
         for name, index in jobs:
             if stop_at is not None and trio.current_time() >= stop_at:
                 return
             await _one_cycle(
-                scenario, name, index, directory, limits, record, observers, scenario_path
+                scenario,
+                followers[name],
+                index,
+                directory,
+                limits,
+                record,
+                observers,
+                scenario_path,
             )
 
     try:
         with use_backend(backend):
-            async with trio.open_nursery() as nursery:
-                for _ in range(scenario.concurrency):
-                    nursery.start_soon(worker)
+            async with contextlib.AsyncExitStack() as stack:
+                # A long-lived program starts here once and serves every cycle.
+                followers = {
+                    name: await stack.enter_async_context(
+                        open_target(scenario.target(name), directory)
+                    )
+                    for name in scenario.targets
+                }
+                async with trio.open_nursery() as nursery:
+                    for _ in range(scenario.concurrency):
+                        nursery.start_soon(worker, followers)
     finally:
         if scenario.backend == "real":
             shutil.rmtree(directory, ignore_errors=True)
@@ -149,7 +166,7 @@ async def run_stress(
 
 async def _one_cycle(
     scenario: Scenario,
-    name: str,
+    target: Target,
     index: int,
     directory: str,
     limits: CycleLimits,
@@ -157,12 +174,13 @@ async def _one_cycle(
     observers: Sequence[RunObserver],
     scenario_path: str | None,
 ) -> None:
+    name = target.name
     schedule = scenario.schedule(index)
     for observer in observers:
         observer.cycle_started(name)
     try:
         result = await run_cycle(
-            scenario.target(name),
+            target,
             schedule,
             directory,
             limits,

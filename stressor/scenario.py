@@ -19,7 +19,7 @@ from stressor.results import FINDINGS
 from stressor.rotations import ROTATION_METHODS
 from stressor.schedule import Schedule, make_schedule
 from stressor.targets import BUILTIN_TARGETS, Target, get_target
-from stressor.targets.command import RECIPES
+from stressor.targets.command import RECIPES, CommandTarget
 
 MAX_CONCURRENCY = 4096
 MAX_LINES = 100_000
@@ -207,6 +207,19 @@ class Scenario:
                 "leak checks read /proc, which cannot see fake files and simulated"
                 " watches; use the real backend or turn check_leaks off",
             )
+        if self.backend == "fake":
+            programs = [
+                name
+                for name in self.targets
+                if isinstance(self.extra_targets.get(name), CommandTarget)
+            ]
+            if programs:
+                raise ConfigError(
+                    label("backend"),
+                    self.backend,
+                    f"external programs ({', '.join(programs)}) read real files only;"
+                    " use --backend real, or leave them out of the targets",
+                )
 
     def _check_faults(self, label: str) -> None:
         for index, spec in enumerate(self.faults):

@@ -30,7 +30,7 @@ from stressor.backends.fake_inotify import (
     IN_ONLYDIR,
 )
 from stressor.backends.real import RealBackend
-from stressor.cycle import _prepare_file
+from stressor.cycle_files import prepare_files
 from stressor.faults import FAULT_KINDS
 from stressor.rotations import CHAIN_KEEP, ROTATION_METHODS, rotate
 from stressor.targets.base import LineReader
@@ -96,9 +96,10 @@ def open_lab(backend: Backend, directory: str, *, symlink: bool, reader: bool) -
     fs = backend.os
     if isinstance(backend, FakeBackend):
         backend.os.makedirs(directory, 0o700, exist_ok=True)
-    cycle_directory = os.path.join(directory, "cycle")
-    fs.mkdir(cycle_directory, 0o700)
-    path = _prepare_file(cycle_directory, symlink)
+    files = prepare_files(backend, directory, "lab", 0, symlink, shared=None)
+    cycle_directory = files.own_directory
+    assert cycle_directory is not None
+    path = files.path
     instance = backend.open_inotify()
     writer = Writer(path, line_format="plain")
     read = LineReader(fs.open(path, os.O_RDONLY | os.O_CLOEXEC)) if reader else None

@@ -7,6 +7,8 @@ runs.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,7 +36,11 @@ def test_examples_cover_every_fault_kind():
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[path.stem for path in EXAMPLES])
-async def test_example_passes_short_run(path):
+async def test_example_passes_short_run(path, monkeypatch):
+    # Examples with programs run them as a user would: from the repository's top
+    # directory, with this interpreter (which has watchdog) first on PATH as python3.
+    monkeypatch.chdir(path.parent.parent)
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     args = build_parser().parse_args(
         ["run", str(path), "--cycles", "16", "--metrics-port", "0", "--seed", "1"]
     )

@@ -23,8 +23,9 @@ _SHOWN_BYTES = 200
 class OutputParser:
     """Turn chunks of output into complete stressor lines, keeping partial lines.
 
-    A chunk may end in the middle of a line. That fragment waits for the rest, so a
-    line is never handed on torn by a pipe's chunking.
+    A chunk may end in the middle of a line. That fragment waits for the rest of its
+    stream (one TCP connection, say), so a line is never handed on torn by a pipe's
+    chunking, nor joined to another connection's line.
     """
 
     def __init__(self) -> None:
@@ -32,17 +33,27 @@ class OutputParser:
         # everything appended to the file before it.
         self.marker = f"stressor-end-marker {secrets.token_hex(8)}\n".encode()
         self.marker_seen = False
-        self._pending = b""
+        self._pending: dict[int, bytes] = {}
         self.ignored = 0
         self.lines_seen = 0
         self.last = collections.deque[bytes](maxlen=LAST_LINES)
 
-    def feed(self, chunk: bytes) -> list[bytes]:
-        """Return the stressor lines completed by ``chunk``, newline included."""
-        data = self._pending + chunk
+    def feed(self, chunk: bytes, stream: int = 0) -> list[bytes]:
+        """Return the stressor lines completed by ``chunk`` of ``stream``, newline included."""
+        return self.split(chunk, stream)[0]
+
+    def split(self, chunk: bytes, stream: int = 0) -> tuple[list[bytes], list[bytes]]:
+        """Return the stressor lines and the other lines completed by ``chunk`` of ``stream``.
+
+        The other lines are counted as ignored; the caller may still look for end
+        markers among them.
+        """
+        data = self._pending.pop(stream, b"") + chunk
         end = data.rfind(b"\n") + 1
-        self._pending = data[end:]
+        if end < len(data):
+            self._pending[stream] = data[end:]
         found = []
+        others = []
         for line in data[:end].splitlines(keepends=True):
             self.lines_seen += 1
             self.last.append(line)
@@ -52,14 +63,20 @@ class OutputParser:
                 found.append(line)
             else:
                 self.ignored += 1
-        return found
+                others.append(line)
+        return found, others
 
-    def finish(self) -> None:
-        """Count a fragment left at the end of the output as ignored: it never completed."""
-        if self._pending:
-            self.last.append(self._pending)
-            self.ignored += 1
-            self._pending = b""
+    def finish(self, stream: int | None = None) -> None:
+        """Count a fragment left at the end of ``stream`` (default: all) as ignored.
+
+        Such a fragment never completed, so no follower delivered it.
+        """
+        streams = list(self._pending) if stream is None else [stream]
+        for key in streams:
+            fragment = self._pending.pop(key, b"")
+            if fragment:
+                self.last.append(fragment)
+                self.ignored += 1
 
     def describe_last(self) -> str:
         """Return the last lines of output, for evidence."""

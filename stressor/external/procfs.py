@@ -165,3 +165,62 @@ def describe_process(pid: int, watched: tuple[int, int] | None = None) -> str:
         watches.append(f"inotify wd:{watch.wd} ino:{watch.inode}{mark} mask:{watch.mask:x}")
     parts.append("watches: " + (", ".join(watches) if watches else "none"))
     return "; ".join(parts)
+
+
+def follows_file(pids: list[int], real_path: str, inode: int, device: int) -> bool:
+    """Tell whether any of ``pids`` has ``real_path`` open or an inotify watch on its inode."""
+    for pid in pids:
+        if real_path in descriptors(pid).values():
+            return True
+        if any(w.inode == inode and w.device == device for w in inotify_watches(pid)):
+            return True
+    return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Holdings:
+    """Counts of open descriptors and inotify watches, summed over a group of processes."""
+
+    descriptors: int
+    watches: int
+
+    def grown_since(self, before: Holdings) -> str:
+        """Describe the counts that grew since ``before``; empty when none did."""
+        grown = []
+        if self.descriptors > before.descriptors:
+            grown.append(f"open descriptors {before.descriptors} -> {self.descriptors}")
+        if self.watches > before.watches:
+            grown.append(f"inotify watches {before.watches} -> {self.watches}")
+        return ", ".join(grown)
+
+
+def holdings(pids: list[int]) -> Holdings:
+    """Count the open descriptors and inotify watches of ``pids``."""
+    return Holdings(
+        descriptors=sum(len(descriptors(pid)) for pid in pids),
+        watches=sum(len(inotify_watches(pid)) for pid in pids),
+    )
+
+
+def still_held(
+    pids: list[int], prefix: str, inodes: set[tuple[int, int]], exclude: set[tuple[int, int]]
+) -> list[str]:
+    """Describe the descriptors and watches of ``pids`` on removed files.
+
+    Args:
+        prefix: the removed files' path prefix; a descriptor on one reads as
+            ``PATH (deleted)``.
+        inodes: (inode, kernel device) of the removed files.
+        exclude: (inode, kernel device) of files in use now, which may have taken
+            a removed file's inode number since.
+    """
+    held = []
+    for pid in pids:
+        for fd, target in descriptors(pid).items():
+            if target.startswith(prefix):
+                held.append(f"pid {pid} fd {fd} -> {target}")
+        for watch in inotify_watches(pid):
+            key = (watch.inode, watch.device)
+            if key in inodes and key not in exclude:
+                held.append(f"pid {pid} inotify wd:{watch.wd} on removed inode {watch.inode}")
+    return held

@@ -9,7 +9,8 @@ An example::
     argv = ["./agent", "--follow", "{path}", "--pid", "{writer_pid}"]
     done = "pid"                        # pid, stdin, signal or never
     # output = "lines"                  # or "events" (one line per file event)
-    # source = "stdout"                 # or "file": it writes to {output}
+    # source = "stdout"                 # or "file": it writes to {output};
+    #                                   # or "tcp": it connects to 127.0.0.1:{port}
     # signal = "SIGTERM"                # with done = "signal"
     # ready = "watch"                   # or "start"
     # ready_timeout = 2.0               # seconds
@@ -17,6 +18,14 @@ An example::
     # grace = 0.2                       # seconds from SIGTERM to SIGKILL
     # shell = false                     # argv as one string for /bin/sh -c
     # strace_delays = { inotify_rm_watch = 0.01, close = 0.01 }
+    # lifetime = "cycle"                # or "run": one program for the whole run
+    # release = 1.0                     # seconds, with lifetime = "run"
+
+    [[commands]]
+    name = "my-shipper"                 # a long-lived program on a directory
+    argv = ["./shipper", "--watch", "{dir}", "--send-to", "127.0.0.1:{port}"]
+    lifetime = "run"                    # it follows each cycle's file in {dir}
+    source = "tcp"
 
     [[commands]]
     name = "tail-pid-widened"
@@ -48,6 +57,8 @@ _KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "quiet": ((int, float), "a number of seconds"),
     "grace": ((int, float), "a number of seconds"),
     "strace_delays": (Mapping, "a table of syscall = seconds"),
+    "lifetime": (str, "a string"),
+    "release": ((int, float), "a number of seconds"),
     "description": (str, "a string"),
 }
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 import trio
@@ -63,6 +64,9 @@ class FollowContext:
         ready: call once the follower is watching the file; the writer starts then.
         evidence: notes a follower leaves when it is cancelled as hung, such as an
             external program's /proc state; the hang's finding includes them.
+        writer_id: the writer's number in each line's payload (``w=``). It is 1,
+            except for followers that share one program between cycles, where it
+            tells the cycles' lines apart.
     """
 
     path: str
@@ -73,6 +77,7 @@ class FollowContext:
     deliver: Callable[[bytes], None]
     ready: Callable[[], None]
     evidence: list[str] = dataclasses.field(default_factory=list)
+    writer_id: int = 1
 
 
 class Target(Protocol):
@@ -84,6 +89,44 @@ class Target(Protocol):
     async def follow(self, ctx: FollowContext) -> None:
         """Follow ``ctx.path`` until ``ctx.writer_done`` closes, delivering every line."""
         ...
+
+
+class SharedTarget(Target, Protocol):
+    """A follower whose one program serves many cycles, such as a long-lived agent.
+
+    Its cycles create their files in ``shared_directory``, each with a writer
+    number of its own. Once a cycle's files are removed, ``check_release``
+    describes the descriptors and watches the program keeps on them (a leak), or
+    returns an empty string.
+    """
+
+    shared_directory: str
+
+    async def check_release(
+        self, ctx: FollowContext, prefix: str, removed: set[tuple[int, int]]
+    ) -> str: ...
+
+
+@contextlib.asynccontextmanager
+async def open_target(target: Target, directory: str) -> AsyncIterator[Target]:
+    """Yield the follower to run cycles with in ``directory``, for as long as the block runs.
+
+    Most targets are their own follower. A target with an ``open_session`` method
+    (a long-lived program) starts there what its cycles share. The follower it
+    yields has no such method, so opening that follower again yields it unchanged.
+    """
+    opener = getattr(target, "open_session", None)
+    if opener is None:
+        yield target
+        return
+    async with opener(directory) as bound:
+        yield bound
+
+
+def shared_directory(target: Target) -> str | None:
+    """Return the directory where a ``SharedTarget``'s cycles create their files, or None."""
+    directory = getattr(target, "shared_directory", None)
+    return directory if isinstance(directory, str) else None
 
 
 class LineReader:

@@ -1,0 +1,335 @@
+"""A long-lived external follower (``lifetime = "run"``): one program for every cycle.
+
+Log shippers and agents run for days and follow every file that appears in a
+directory. Such a program starts once, with ``{dir}`` naming the directory where
+each cycle creates its file, and serves all of the run's cycles, also those
+that run at the same time. Every cycle's writer has its own writer number, so
+the lines the program prints are routed back to their cycle. Each cycle's end
+marker carries a token of its own for the same reason.
+
+Per cycle: the writer starts once the program has the file open or watches it
+(or after ``ready_timeout``). After the writer's exit, ``before-remove`` fires
+while the program still follows the file, then the end marker is appended, and
+the cycle ends once the program printed it, or once the cycle's lines have been
+quiet for ``quiet`` seconds. The program is never told anything: lines it has
+not printed by then are lost.
+
+Leaks: after the cycle's files are removed, the program has ``release`` seconds
+to close every descriptor and drop every inotify watch on them. When one cycle
+runs at a time, the program's descriptor and watch counts must also come back to
+what they were when the previous cycle had let go (its resting counts), so that
+a leak of anything, not only of the cycle's files, shows. The first cycle of a
+program has no such count to meet: what a program opens once, such as a
+connection, is part of its resting counts from then on.
+
+A program that exits is started again by the next cycle; the cycles it was part
+of fail with its exit status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import secrets
+
+import trio
+
+from stressor.external.output import OutputParser
+from stressor.external.process import close_pipes, end_group
+from stressor.external.procfs import (
+    Holdings,
+    describe_process,
+    follows_file,
+    holdings,
+    kernel_device,
+    process_tree,
+    still_held,
+)
+from stressor.external.program import Program
+from stressor.external.session import (
+    CommandError,
+    append_marker,
+    last_stderr_line,
+    read_stderr,
+    start_program,
+)
+from stressor.external.sources import OutputSource, make_source
+from stressor.formats import parse_line
+from stressor.hooks import HookPoint
+from stressor.targets.base import FollowContext
+
+log = logging.getLogger(__name__)
+
+_MARKER_PREFIX = b"stressor-end-marker "
+# Poll intervals of /proc while waiting for readiness or for a release, in seconds.
+_POLL = 0.002
+_MAX_POLL = 0.05
+# Seconds to wait for the output readers once the program's group has ended.
+_READERS_WAIT = 2.0
+# Ended cycles kept for their release check. The oldest go first when a cycle never runs it.
+_MAX_ENDED = 1024
+
+
+@dataclasses.dataclass(eq=False)
+class _Route:
+    """The route of one cycle's lines, and the program's counts when the cycle started."""
+
+    ctx: FollowContext
+    marker: bytes
+    last_output_at: float
+    before: Holdings | None
+    generation: int
+    alone: bool
+    marker_seen: trio.Event = dataclasses.field(default_factory=trio.Event)
+
+
+class ResidentProgram:
+    """One program that outlives cycles; see the module documentation."""
+
+    def __init__(self, name: str, program: Program, directory: str, nursery: trio.Nursery):
+        self.name = name
+        self.program = program
+        self.directory = directory
+        self._nursery = nursery
+        self._lock = trio.Lock()
+        self._process: trio.Process | None = None
+        self._source: OutputSource | None = None
+        self._stderr = [b""]
+        self._parser = OutputParser()
+        self._routes: dict[int, _Route] = {}
+        self._markers: dict[bytes, _Route] = {}
+        # Cycles that ended, until their files are removed and ``check_release`` runs.
+        self._ended: dict[int, _Route] = {}
+        self._generation = 0
+        self._readers_done = trio.Event()
+        # The program's counts after the last cycle let go, when no cycle was in flight.
+        self._resting: Holdings | None = None
+        # Lines of cycles that had ended already: lost there, counted here.
+        self.late_lines = 0
+
+    # The program's life.
+
+    async def _ensure_running(self) -> trio.Process:
+        async with self._lock:
+            if self._process is not None and self._process.returncode is None:
+                return self._process
+            if self._process is not None:
+                log.warning(
+                    "target %s: long-lived program exited with status %s; starting it again",
+                    self.name,
+                    self._process.returncode,
+                )
+                await self._release_process()
+            source = make_source(self.program.source)
+            try:
+                argv = self.program.command({"dir": self.directory, **source.placeholders()})
+                process = await start_program(argv, self.program, source)
+            except BaseException:
+                source.close()
+                raise
+            self._process, self._source = process, source
+            self._generation += 1
+            self._resting = None
+            self._readers_done = trio.Event()
+            self._nursery.start_soon(self._read_streams, process, source, self._readers_done)
+            log.info("target %s: long-lived program started, pid %d", self.name, process.pid)
+            return process
+
+    async def _read_streams(
+        self, process: trio.Process, source: OutputSource, done: trio.Event
+    ) -> None:
+        """Read the program's output and stderr until both end; then set ``done``."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read_stderr, process, self._stderr)
+                await source.read(process, self._consume)
+            self._parser.finish()
+        finally:
+            done.set()
+
+    async def _release_process(self) -> None:
+        """End the current program's group and free its pipes and source."""
+        process, source = self._process, self._source
+        self._process = self._source = None
+        if process is not None:
+            await end_group(process, self.program.grace)
+            # With the whole group gone, every pipe and connection reaches its end.
+            with trio.move_on_after(_READERS_WAIT):
+                await self._readers_done.wait()
+            await close_pipes(process)
+        if source is not None:
+            source.close()
+
+    async def stop(self) -> None:
+        """End the program's whole process group; run it shielded, at the end of the run."""
+        async with self._lock:
+            await self._release_process()
+
+    def _exit_error(self, process: trio.Process) -> CommandError:
+        message = last_stderr_line(self._stderr[0])
+        return CommandError(
+            f"{self.name} (long-lived) exited with status {process.returncode}{message}"
+        )
+
+    # Output, routed to cycles.
+
+    def _consume(self, chunk: bytes, stream: int) -> None:
+        now = trio.current_time()
+        lines, others = self._parser.split(chunk, stream)
+        for line in lines:
+            parsed = parse_line(line)
+            route = self._routes.get(parsed.writer) if parsed is not None else None
+            if route is None:
+                self.late_lines += 1
+                continue
+            route.last_output_at = now
+            route.ctx.deliver(line)
+        for line in others:
+            start = line.find(_MARKER_PREFIX)
+            if start >= 0:
+                route = self._markers.get(line[start:].rstrip(b"\n") + b"\n")
+                if route is not None:
+                    route.marker_seen.set()
+
+    # One cycle.
+
+    async def follow(self, ctx: FollowContext) -> None:
+        """Follow ``ctx.path`` for one cycle with the running program, starting it if needed."""
+        process = await self._ensure_running()
+        alone = not self._routes and not self._ended
+        for other in (*self._routes.values(), *self._ended.values()):
+            other.alone = False
+        route = _Route(
+            ctx=ctx,
+            marker=_MARKER_PREFIX + secrets.token_hex(8).encode() + b"\n",
+            last_output_at=trio.current_time(),
+            before=self._resting if alone else None,
+            generation=self._generation,
+            alone=alone,
+        )
+        self._routes[ctx.writer_id] = route
+        self._markers[route.marker] = route
+        try:
+            await self._follow(process, route)
+        finally:
+            del self._routes[ctx.writer_id]
+            del self._markers[route.marker]
+            self._ended[ctx.writer_id] = route
+            while len(self._ended) > _MAX_ENDED:
+                del self._ended[next(iter(self._ended))]
+
+    def _follows(self, process: trio.Process, path: str) -> bool:
+        try:
+            real = os.path.realpath(path)
+            info = os.stat(real)
+        except OSError:
+            return False
+        device = kernel_device(info.st_dev)
+        return follows_file(process_tree(process.pid), real, info.st_ino, device)
+
+    async def _follow(self, process: trio.Process, route: _Route) -> None:
+        ctx = route.ctx
+        if self.program.ready == "watch":
+            poll = _POLL
+            with trio.move_on_after(self.program.ready_timeout):
+                while not self._follows(process, ctx.path) and process.returncode is None:
+                    await trio.sleep(poll)
+                    poll = min(poll * 2, _MAX_POLL)
+        ctx.ready()
+        await ctx.writer_done.wait()
+        route.last_output_at = max(route.last_output_at, trio.current_time())
+        if self._follows(process, ctx.path):
+            await ctx.hooks.fire(HookPoint.BEFORE_REMOVE)
+        append_marker(ctx.path, route.marker)
+        await self._wait_for_end(process, route)
+        if process.returncode is not None:
+            raise self._exit_error(process)
+
+    async def _wait_for_end(self, process: trio.Process, route: _Route) -> None:
+        """Wait for the cycle's marker, or for ``quiet`` seconds without its lines."""
+        try:
+            while not route.marker_seen.is_set() and process.returncode is None:
+                idle_until = route.last_output_at + self.program.quiet
+                if trio.current_time() >= idle_until:
+                    self._record_evidence(process, route.ctx)
+                    return
+                with trio.move_on_at(idle_until):
+                    await route.marker_seen.wait()
+        except trio.Cancelled:
+            self._record_evidence(process, route.ctx)  # cancelled as hung
+            raise
+
+    def _record_evidence(self, process: trio.Process, ctx: FollowContext) -> None:
+        for pid in process_tree(process.pid):
+            ctx.evidence.append(describe_process(pid))
+        ctx.evidence.append(
+            f"long-lived program's last output ({self._parser.ignored} non-stressor lines"
+            f" ignored): {self._parser.describe_last()}"
+        )
+
+    # After the cycle's files are gone.
+
+    async def check_release(
+        self, ctx: FollowContext, prefix: str, removed: set[tuple[int, int]]
+    ) -> str:
+        """Describe the descriptors and watches the program keeps on removed files; empty if none.
+
+        Args:
+            ctx: the cycle's context, as ``follow`` had it.
+            prefix: the path prefix of every file of the cycle.
+            removed: (inode, kernel device) of those files.
+        """
+        route = self._ended.pop(ctx.writer_id, None)
+        process = self._process
+        if route is None or process is None or process.returncode is not None:
+            return ""
+        if route.generation != self._generation:
+            return ""  # the program was started again since: what it held is gone
+        exact = route.alone and not self._routes
+        try:
+            return await self._wait_for_release(
+                process, prefix, removed, route.before if exact else None
+            )
+        finally:
+            in_flight = self._routes or self._ended
+            self._resting = None if in_flight else holdings(process_tree(process.pid))
+
+    async def _wait_for_release(
+        self,
+        process: trio.Process,
+        prefix: str,
+        removed: set[tuple[int, int]],
+        before: Holdings | None,
+    ) -> str:
+        """Poll until the program let go of the removed files, for ``release`` seconds."""
+        poll = _POLL
+        deadline = trio.current_time() + self.program.release
+        while True:
+            pids = process_tree(process.pid)
+            held = still_held(pids, prefix, removed, self._files_in_use())
+            grown = ""
+            if before is not None:
+                grown = holdings(pids).grown_since(before)
+            if not held and not grown:
+                return ""
+            if trio.current_time() >= deadline:
+                break
+            await trio.sleep(poll)
+            poll = min(poll * 2, _MAX_POLL)
+        parts = [f"held {self.program.release:g} s after the cycle's files were removed"]
+        parts += held
+        if grown:
+            parts.append(grown)
+        return "leaked: " + "; ".join(parts)
+
+    def _files_in_use(self) -> set[tuple[int, int]]:
+        """Return (inode, kernel device) of the files that cycles in flight follow now."""
+        found = set()
+        for route in self._routes.values():
+            try:
+                info = os.stat(route.ctx.path)
+            except OSError:
+                continue
+            found.add((info.st_ino, kernel_device(info.st_dev)))
+        return found

@@ -1,0 +1,99 @@
+"""A small long-lived follower for the tests: it follows every ``*.log`` file in a directory.
+
+Usage: dir_follower.py DIR [--port PORT] [--leak] [--exit-after N] [--hold-per-file]
+                        [--hold-once]
+
+Every 5 ms it looks for new ``*.log`` files, reads each open file to its end and
+prints the complete lines, on stdout or, with ``--port``, over one TCP connection
+to 127.0.0.1. A file whose name now points to another file (a rotation) is read to its
+end and replaced; a file whose name is gone is read to its end and closed, unless
+``--leak`` keeps it open for good. ``--exit-after N`` exits with status 7 after N
+files were opened, to play a program that dies mid-run. ``--hold-per-file`` opens
+``/dev/null`` for each new file and never closes it (a leak unrelated to the
+files); ``--hold-once`` does that for the first file only (a lazy start-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import time
+
+
+class Followed:
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_RDONLY)
+        self.inode = os.fstat(self.fd).st_ino
+        self.pending = b""
+
+    def read(self) -> list[bytes]:
+        lines = []
+        while chunk := os.read(self.fd, 65536):
+            data = self.pending + chunk
+            end = data.rfind(b"\n") + 1
+            lines.extend(data[:end].splitlines(keepends=True))
+            self.pending = data[end:]
+        return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("directory")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--leak", action="store_true")
+    parser.add_argument("--exit-after", type=int, default=0)
+    parser.add_argument("--hold-per-file", action="store_true")
+    parser.add_argument("--hold-once", action="store_true")
+    args = parser.parse_args()
+    if args.port:
+        connection = socket.create_connection(("127.0.0.1", args.port))
+        send = connection.sendall
+    else:
+
+        def send(data: bytes) -> None:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+
+    followed: dict[str, Followed] = {}
+    leaked: list[Followed] = []
+    held: list[int] = []
+    opened = 0
+    while True:
+        for name in sorted(os.listdir(args.directory)):
+            path = os.path.join(args.directory, name)
+            if name.endswith(".log") and path not in followed:
+                try:
+                    followed[path] = Followed(path)
+                except FileNotFoundError:
+                    continue
+                opened += 1
+                if args.hold_per_file or (args.hold_once and opened == 1):
+                    held.append(os.open(os.devnull, os.O_RDONLY))
+                if opened == args.exit_after:
+                    return 7
+        for path, current in list(followed.items()):
+            lines = current.read()
+            try:
+                replaced = os.stat(path).st_ino != current.inode
+                gone = False
+            except FileNotFoundError:
+                replaced, gone = False, True
+            if replaced:
+                followed[path] = Followed(path)
+                lines += followed[path].read()
+            if replaced or gone:
+                if args.leak:
+                    leaked.append(current)
+                else:
+                    os.close(current.fd)
+            if gone:
+                del followed[path]
+            if lines:
+                send(b"".join(lines))
+        time.sleep(0.005)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Long-lived external followers (``lifetime = "run"``) and the TCP output source.
+
+``dir_follower.py`` plays a log shipper: one process follows every ``*.log`` file
+in a directory, printing lines on stdout or sending them over TCP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from stressor.external.procfs import group_members
+from stressor.faults import FaultSpec
+from stressor.hooks import HookPoint
+from stressor.scenario import ConfigError
+from stressor.scenario_file import load_scenario_file
+from stressor.targets.base import open_target
+from stressor.targets.command import CommandTarget
+
+FOLLOWER = os.path.join(os.path.dirname(__file__), "dir_follower.py")
+MID_STREAM = (HookPoint.MID_STREAM,)
+ROTATION = (FaultSpec("rotate", MID_STREAM, method="rename-create"),)
+
+
+def shipper(*options: str, **settings: object) -> CommandTarget:
+    """A long-lived dir_follower.py on ``{dir}``; ``options`` go to the program."""
+    argv = [sys.executable, FOLLOWER, "{dir}", *options]
+    return CommandTarget("shipper", argv, lifetime="run", **settings)  # type: ignore[arg-type]
+
+
+def program_pids(follower: object) -> list[int]:
+    process = follower.resident._process  # type: ignore[attr-defined]
+    return group_members(process.pid) if process is not None else []
+
+
+async def test_one_program_serves_concurrent_cycles(run_batch, tmp_path):
+    async with open_target(shipper(), str(tmp_path)) as follower:
+        batch = await run_batch(follower, 24, (), lines=20, faults=ROTATION, concurrency=6)
+        started = follower.resident._generation
+        pids = program_pids(follower)
+
+    assert batch.outcomes == {"ok": 24}, [r.detail for r in batch.results]
+    assert all(r.lines_read == r.lines_written == 20 for r in batch.results)
+    assert started == 1
+    # Leaving the session ended the program and removed its directory.
+    assert pids and not any(os.path.exists(f"/proc/{pid}") for pid in pids)
+    assert not os.path.exists(tmp_path / "shipper")
+
+
+async def test_tcp_source_long_lived(run_batch, tmp_path):
+    target = shipper("--port", "{port}", source="tcp")
+
+    async with open_target(target, str(tmp_path)) as follower:
+        batch = await run_batch(follower, 12, (), lines=15, faults=ROTATION, concurrency=4)
+
+    assert batch.outcomes == {"ok": 12}, [r.detail for r in batch.results]
+
+
+async def test_tcp_source_per_cycle(run_batch):
+    # One program per cycle, following its cycle's own directory, sending over TCP.
+    argv = [sys.executable, FOLLOWER, "{dir}", "--port", "{port}"]
+    target = CommandTarget("tcp-per-cycle", argv, source="tcp")
+
+    batch = await run_batch(target, 6, (), lines=10, faults=ROTATION, concurrency=3)
+
+    assert batch.outcomes == {"ok": 6}, [r.detail for r in batch.results]
+
+
+async def test_descriptor_leak_on_removed_files(run_batch, tmp_path):
+    target = shipper("--leak", release=0.2)
+
+    async with open_target(target, str(tmp_path)) as follower:
+        batch = await run_batch(follower, 4, (), lines=5, concurrency=2)
+
+    assert batch.findings["leak"] == 4, [r.detail for r in batch.results]
+    detail = batch.results[0].detail
+    assert "held 0.2 s after the cycle's files were removed" in detail
+    assert "cycle-" in detail
+    assert "(deleted)" in detail
+
+
+async def test_growing_descriptors_found_after_the_first_cycle(run_batch, tmp_path):
+    # Each file makes the program open /dev/null for good: only counts show it.
+    async with open_target(shipper("--hold-per-file", release=0.2), str(tmp_path)) as follower:
+        batch = await run_batch(follower, 4, (), lines=5, concurrency=1)
+
+    leaks = [r.cycle for r in batch.results if "leak" in r.findings]
+    assert leaks == [1, 2, 3], [r.detail for r in batch.results]
+    assert "open descriptors" in batch.results[1].detail
+
+
+async def test_start_up_descriptor_is_no_leak(run_batch, tmp_path):
+    # Opening something once, for the first file, is how a program starts, not a leak.
+    async with open_target(shipper("--hold-once", release=0.2), str(tmp_path)) as follower:
+        batch = await run_batch(follower, 4, (), lines=5, concurrency=1)
+
+    assert batch.outcomes == {"ok": 4}, [r.detail for r in batch.results]
+
+
+async def test_program_that_exits_fails_its_cycles_and_restarts(run_batch, tmp_path):
+    async with open_target(shipper("--exit-after", "3"), str(tmp_path)) as follower:
+        batch = await run_batch(follower, 6, (), lines=5, concurrency=1)
+        generation = follower.resident._generation
+
+    # It exits on its third file: in cycles 2 and 5, the second time after a restart.
+    crashes = [r for r in batch.results if "crash" in r.findings]
+    assert [r.cycle for r in crashes] == [2, 5], [r.detail for r in batch.results]
+    assert "shipper (long-lived) exited with status 7" in crashes[0].detail
+    assert generation == 2
+
+
+async def test_unopened_target_opens_per_cycle(run_batch):
+    # Without an open session (as in replay), run_cycle opens one for the cycle.
+    batch = await run_batch(shipper(), 2, (), lines=5, concurrency=1)
+
+    assert batch.outcomes == {"ok": 2}, [r.detail for r in batch.results]
+
+
+async def test_follow_outside_a_session_is_refused(tmp_path):
+    with pytest.raises(RuntimeError, match=r"within open_session\(\)"):
+        await shipper().follow(None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("argv", "settings", "message"),
+    [
+        (["prog", "{path}"], {"lifetime": "run"}, r"uses \{path\}.*follows the files.*\{dir\}"),
+        (["prog", "{dir}"], {"lifetime": "run", "done": "pid"}, r"set done = 'never'"),
+        (["prog", "{dir}"], {"lifetime": "run", "output": "events"}, r"lifetime = 'cycle'"),
+        (["prog", "{dir}"], {"lifetime": "forever"}, r"lifetime 'forever': choose one of"),
+        (["prog", "{path}"], {"source": "tcp"}, r"must pass \{port\}"),
+        (["prog", "{port}"], {}, r"only source = 'tcp' fills"),
+        (["prog", "{path}"], {"release": 0}, r"release 0: give seconds"),
+    ],
+)
+def test_invalid_settings(argv, settings, message):
+    with pytest.raises(ValueError, match=message):
+        CommandTarget("mine", argv, **settings)
+
+
+def test_unknown_setting_names_the_known_ones():
+    with pytest.raises(TypeError, match=r"unknown settings lifespan; known: .*lifetime"):
+        CommandTarget("mine", ["prog"], lifespan="run")
+
+
+def test_scenario_file_long_lived_tcp(tmp_path):
+    path = tmp_path / "shipper.toml"
+    path.write_text(
+        'targets = ["shipper"]\n'
+        "[[commands]]\n"
+        'name = "shipper"\n'
+        f'argv = ["{sys.executable}", "{FOLLOWER}", "{{dir}}", "--port", "{{port}}"]\n'
+        'source = "tcp"\n'
+        'lifetime = "run"\n'
+        "release = 0.5\n"
+    )
+
+    loaded = load_scenario_file(str(path))
+
+    program = loaded.settings["extra_targets"]["shipper"].program
+    assert (program.lifetime, program.source, program.release) == ("run", "tcp", 0.5)
+
+
+def test_scenario_file_rejects_bad_lifetime(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[[commands]]\nname = "x"\nargv = ["prog", "{path}"]\nlifetime = "run"\n')
+
+    with pytest.raises(ConfigError, match=r"commands\[0\].*uses \{path\}"):
+        load_scenario_file(str(path))
+
+
+def test_command_targets_refused_on_fake_files(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "stressor", "run", "--target", "tail-F", "--backend", "fake",
+         "--cycles", "1", "--metrics-port", "0", "--quiet"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+
+    assert result.returncode == 2
+    assert "tail-F" in result.stderr
+    assert "--backend real" in result.stderr
+
+
+def test_cli_run_with_long_lived_program(tmp_path):
+    path = tmp_path / "shipper.toml"
+    path.write_text(
+        'targets = ["shipper"]\ncycles = 8\nconcurrency = 4\n'
+        "[[commands]]\n"
+        'name = "shipper"\n'
+        f'argv = ["{sys.executable}", "{FOLLOWER}", "{{dir}}"]\n'
+        'lifetime = "run"\n'
+    )
+    report = tmp_path / "report.json"
+
+    result = subprocess.run(
+        [sys.executable, "-m", "stressor", "run", str(path), "--metrics-port",
+         "0", "--quiet", "--report", str(report)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    outcomes = json.loads(report.read_text())["targets"]["shipper"]["outcomes"]
+    assert {name: count for name, count in outcomes.items() if count} == {"ok": 8}
