@@ -293,6 +293,7 @@ class _Cycle:
             told_at=told_at,
             hang_detail=self._hang_detail() if hung else "",
             leak_detail=leak_detail,
+            evidence=() if hung else tuple(self.ctx.evidence),
         )
         return judge_cycle(self.target.name, self.schedule, self.writer, state, self.hooks, seen)
 

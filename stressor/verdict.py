@@ -27,6 +27,8 @@ class Observations:
         told_at: when the follower was told that the writer is done.
         hang_detail: why the follower counts as hung; empty when it is not.
         leak_detail: which resources the follower left open; empty when none.
+        evidence: notes the follower left on what it saw of an external program
+            (``FollowContext.evidence``); they join the detail of any finding.
     """
 
     deliveries: list[Delivery]
@@ -36,6 +38,7 @@ class Observations:
     fired: tuple[Fault, ...] = ()
     hang_detail: str = ""
     leak_detail: str = ""
+    evidence: tuple[str, ...] = ()
 
 
 def _window_hit(landed: list[float], exited_at: float, hooks: Hooks, state: FollowerState) -> bool:
@@ -91,6 +94,8 @@ def judge_cycle(
     if seen.leak_detail:
         findings.add(results.LEAK)
         detail = "; ".join(part for part in (detail, seen.leak_detail) if part)
+    if findings and seen.evidence:
+        detail = "; ".join(part for part in (detail, *seen.evidence) if part)
 
     exit_latency = state.finished_at - told_at if finished and state.finished_at else None
     return CycleResult(

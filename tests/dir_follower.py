@@ -1,14 +1,15 @@
 """A small long-lived follower for the tests: it follows every ``*.log`` file in a directory.
 
-Usage: dir_follower.py DIR [--port PORT] [--leak] [--exit-after N] [--hold-per-file]
-                        [--hold-once]
+Usage: dir_follower.py DIR [--port PORT] [--leak] [--exit-after N] [--stall-after N]
+                        [--hold-per-file] [--hold-once]
 
 Every 5 ms it looks for new ``*.log`` files, reads each open file to its end and
 prints the complete lines, on stdout or, with ``--port``, over one TCP connection
 to 127.0.0.1. A file whose name now points to another file (a rotation) is read to its
 end and replaced; a file whose name is gone is read to its end and closed, unless
 ``--leak`` keeps it open for good. ``--exit-after N`` exits with status 7 after N
-files were opened, to play a program that dies mid-run. ``--hold-per-file`` opens
+files were opened, to play a program that dies mid-run; ``--stall-after N`` stops
+reading instead, for good, as a deadlocked program does. ``--hold-per-file`` opens
 ``/dev/null`` for each new file and never closes it (a leak unrelated to the
 files); ``--hold-once`` does that for the first file only (a lazy start-up).
 """
@@ -44,6 +45,7 @@ def main() -> int:
     parser.add_argument("--port", type=int)
     parser.add_argument("--leak", action="store_true")
     parser.add_argument("--exit-after", type=int, default=0)
+    parser.add_argument("--stall-after", type=int, default=0)
     parser.add_argument("--hold-per-file", action="store_true")
     parser.add_argument("--hold-once", action="store_true")
     args = parser.parse_args()
@@ -73,6 +75,9 @@ def main() -> int:
                     held.append(os.open(os.devnull, os.O_RDONLY))
                 if opened == args.exit_after:
                     return 7
+                if opened == args.stall_after:
+                    while True:
+                        time.sleep(60)
         for path, current in list(followed.items()):
             lines = current.read()
             try:

@@ -12,10 +12,14 @@ import subprocess
 import sys
 
 import pytest
+import trio
 
+from stressor.api import build_scenario
+from stressor.engine import run_stress
 from stressor.external.procfs import group_members
 from stressor.faults import FaultSpec
 from stressor.hooks import HookPoint
+from stressor.record import RunRecord
 from stressor.scenario import ConfigError
 from stressor.scenario_file import load_scenario_file
 from stressor.targets.base import open_target
@@ -30,6 +34,20 @@ def shipper(*options: str, **settings: object) -> CommandTarget:
     """A long-lived dir_follower.py on ``{dir}``; ``options`` go to the program."""
     argv = [sys.executable, FOLLOWER, "{dir}", *options]
     return CommandTarget("shipper", argv, lifetime="run", **settings)  # type: ignore[arg-type]
+
+
+def running_followers(under: str) -> list[int]:
+    """Return the PIDs of dir_follower.py processes whose directory is below ``under``."""
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as file:
+                argv = file.read().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if FOLLOWER.encode() in argv and any(arg.startswith(under.encode()) for arg in argv):
+            found.append(int(name))
+    return found
 
 
 def program_pids(follower: object) -> list[int]:
@@ -111,6 +129,27 @@ async def test_program_that_exits_fails_its_cycles_and_restarts(run_batch, tmp_p
     assert [r.cycle for r in crashes] == [2, 5], [r.detail for r in batch.results]
     assert "shipper (long-lived) exited with status 7" in crashes[0].detail
     assert generation == 2
+
+
+async def test_stalled_program_loses_lines_with_evidence(run_batch, tmp_path):
+    async with open_target(shipper("--stall-after", "2", quiet=0.2), str(tmp_path)) as follower:
+        batch = await run_batch(follower, 3, (), lines=5, concurrency=1)
+
+    assert [r.outcome for r in batch.results] == ["ok", "lost", "lost"]
+    detail = batch.results[2].detail
+    assert "wchan:" in detail
+    assert "long-lived program's last output" in detail
+
+
+async def test_cancelled_run_ends_the_program(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    scenario = build_scenario(targets=[shipper()], duration=60, concurrency=2)
+
+    with trio.move_on_after(1.0):
+        await run_stress(scenario, RunRecord(scenario))
+
+    assert running_followers(str(tmp_path)) == []
+    assert os.listdir(tmp_path) == []
 
 
 async def test_unopened_target_opens_per_cycle(run_batch):

@@ -165,6 +165,12 @@ class ResidentProgram:
         """End the program's whole process group; run it shielded, at the end of the run."""
         async with self._lock:
             await self._release_process()
+        if self.late_lines:
+            log.info(
+                "target %s: %d lines arrived after their cycle had ended (lost there)",
+                self.name,
+                self.late_lines,
+            )
 
     def _exit_error(self, process: trio.Process) -> CommandError:
         message = last_stderr_line(self._stderr[0])
