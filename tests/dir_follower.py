@@ -5,9 +5,9 @@ Usage: dir_follower.py DIR [--port PORT] [--leak] [--exit-after N] [--stall-afte
 
 Every 5 ms it looks for new ``*.log`` files, reads each open file to its end and
 prints the complete lines, on stdout or, with ``--port``, over one TCP connection
-to 127.0.0.1. A file whose name now points to another file (a rotation) is read to its
-end and replaced; a file whose name is gone is read to its end and closed, unless
-``--leak`` keeps it open for good. ``--exit-after N`` exits with status 7 after N
+to 127.0.0.1. A file whose name now points to another file (a rotation) is read
+to its end and replaced. A file whose name is gone is read to its end and closed,
+unless ``--leak`` keeps it open for good. ``--exit-after N`` exits with status 7 after N
 files were opened, to play a program that dies mid-run; ``--stall-after N`` stops
 reading instead, for good, as a deadlocked program does. ``--hold-per-file`` opens
 ``/dev/null`` for each new file and never closes it (a leak unrelated to the

@@ -11,8 +11,8 @@ Per cycle: the writer starts once the program has the file open or watches it
 (or after ``ready_timeout``). After the writer's exit, ``before-remove`` fires
 while the program still follows the file, then the end marker is appended, and
 the cycle ends once the program printed it, or once the cycle's lines have been
-quiet for ``quiet`` seconds. The program is never told anything: lines it has
-not printed by then are lost.
+quiet for ``quiet`` seconds. The program gets no notice of the writer's exit,
+so lines it has not printed by then are lost.
 
 Leaks: after the cycle's files are removed, the program has ``release`` seconds
 to close every descriptor and drop every inotify watch on them. When one cycle
