@@ -60,6 +60,8 @@ class FollowedFile:
         except FileNotFoundError:
             return False
         if replaced:
+            # The writer may have added lines between the first drain and the stat.
+            self._drain()
             os.close(self.fd)
             self.fd = os.open(self.path, os.O_RDONLY)
             self.pending = b""

@@ -86,6 +86,8 @@ def main() -> int:
             except FileNotFoundError:
                 replaced, gone = False, True
             if replaced:
+                # The writer may have added lines between the read and the stat.
+                lines += current.read()
                 followed[path] = Followed(path)
                 lines += followed[path].read()
             if replaced or gone:

@@ -33,6 +33,7 @@ ROTATION = (FaultSpec("rotate", MID_STREAM, method="rename-create"),)
 def shipper(*options: str, **settings: object) -> CommandTarget:
     """A long-lived dir_follower.py on ``{dir}``; ``options`` go to the program."""
     argv = [sys.executable, FOLLOWER, "{dir}", *options]
+    settings.setdefault("ready", "open")  # it polls the directory: no inotify watch
     return CommandTarget("shipper", argv, lifetime="run", **settings)  # type: ignore[arg-type]
 
 

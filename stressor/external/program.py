@@ -16,7 +16,7 @@ from signal import Signals
 from stressor.external.process import strace_prefix
 
 DONE_MODES = ("pid", "stdin", "signal", "never")
-READY_MODES = ("watch", "start")
+READY_MODES = ("watch", "open", "start")
 OUTPUTS = ("lines", "events")
 SOURCES = ("stdout", "file", "tcp")
 LIFETIMES = ("cycle", "run")

@@ -7,19 +7,20 @@ that run at the same time. Every cycle's writer has its own writer number, so
 the lines the program prints are routed back to their cycle. Each cycle's end
 marker carries a token of its own for the same reason.
 
-Per cycle: the writer starts once the program has the file open or watches it
-(or after ``ready_timeout``). After the writer's exit, ``before-remove`` fires
-while the program still follows the file, then the end marker is appended, and
-the cycle ends once the program printed it, or once the cycle's lines have been
-quiet for ``quiet`` seconds. The program gets no notice of the writer's exit,
-so lines it has not printed by then are lost.
+Per cycle: the writer starts once the program is ready by its ``ready`` mode.
+``open`` (the file open, or watched) suits a program that watches the directory
+only, and ``watch`` waits for an inotify watch on the file. After the writer's
+exit, ``before-remove`` fires while the program still follows the file, then the
+end marker is appended, and the cycle ends once the program printed it, or once
+the program printed nothing at all for ``quiet`` seconds. The program gets no
+notice of the writer's exit, so lines it has not printed by then are lost.
 
 Leaks: after the cycle's files are removed, the program has ``release`` seconds
 to close every descriptor and drop every inotify watch on them. When one cycle
 runs at a time, the program's descriptor and watch counts must also come back to
-what they were when the previous cycle had let go (its resting counts), so that
-a leak of anything, not only of the cycle's files, shows. The first cycle of a
-program has no such count to meet: what a program opens once, such as a
+their resting counts: the counts once the previous cycle had let go. So a leak
+of anything shows, not only of the cycle's files. The first cycle of a program
+has no resting counts to meet, so what a program opens once, such as a
 connection, is part of its resting counts from then on.
 
 A program that exits is started again by the next cycle; the cycles it was part
@@ -40,7 +41,6 @@ from stressor.external.process import close_pipes, end_group
 from stressor.external.procfs import (
     Holdings,
     describe_process,
-    follows_file,
     holdings,
     kernel_device,
     process_tree,
@@ -50,9 +50,11 @@ from stressor.external.program import Program
 from stressor.external.session import (
     CommandError,
     append_marker,
+    is_ready,
     last_stderr_line,
     read_stderr,
     start_program,
+    wait_ready,
 )
 from stressor.external.sources import OutputSource, make_source
 from stressor.formats import parse_line
@@ -98,6 +100,7 @@ class ResidentProgram:
         self._stderr = [b""]
         self._parser = OutputParser()
         self._routes: dict[int, _Route] = {}
+        self._last_output_at = trio.current_time()
         self._markers: dict[bytes, _Route] = {}
         # Cycles that ended, until their files are removed and ``check_release`` runs.
         self._ended: dict[int, _Route] = {}
@@ -182,6 +185,7 @@ class ResidentProgram:
 
     def _consume(self, chunk: bytes, stream: int) -> None:
         now = trio.current_time()
+        self._last_output_at = now
         lines, others = self._parser.split(chunk, stream)
         for line in lines:
             parsed = parse_line(line)
@@ -225,27 +229,13 @@ class ResidentProgram:
             while len(self._ended) > _MAX_ENDED:
                 del self._ended[next(iter(self._ended))]
 
-    def _follows(self, process: trio.Process, path: str) -> bool:
-        try:
-            real = os.path.realpath(path)
-            info = os.stat(real)
-        except OSError:
-            return False
-        device = kernel_device(info.st_dev)
-        return follows_file(process_tree(process.pid), real, info.st_ino, device)
-
     async def _follow(self, process: trio.Process, route: _Route) -> None:
         ctx = route.ctx
-        if self.program.ready == "watch":
-            poll = _POLL
-            with trio.move_on_after(self.program.ready_timeout):
-                while not self._follows(process, ctx.path) and process.returncode is None:
-                    await trio.sleep(poll)
-                    poll = min(poll * 2, _MAX_POLL)
+        await wait_ready(self.name, self.program, process, ctx.path)
         ctx.ready()
         await ctx.writer_done.wait()
         route.last_output_at = max(route.last_output_at, trio.current_time())
-        if self._follows(process, ctx.path):
+        if is_ready("open", process_tree(process.pid), ctx.path):
             await ctx.hooks.fire(HookPoint.BEFORE_REMOVE)
         append_marker(ctx.path, route.marker)
         await self._wait_for_end(process, route)
@@ -256,7 +246,10 @@ class ResidentProgram:
         """Wait for the cycle's marker, or for ``quiet`` seconds without its lines."""
         try:
             while not route.marker_seen.is_set() and process.returncode is None:
-                idle_until = route.last_output_at + self.program.quiet
+                # A program busy printing other cycles' lines is not quiet: a cycle
+                # it leaves behind for that long is found by the hang deadline.
+                last = max(route.last_output_at, self._last_output_at)
+                idle_until = last + self.program.quiet
                 if trio.current_time() >= idle_until:
                     self._record_evidence(process, route.ctx)
                     return

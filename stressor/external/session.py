@@ -9,6 +9,7 @@ in ``ctx.evidence`` when the cycle cancels it.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import trio
@@ -25,6 +26,7 @@ from stressor.external.process import (
 )
 from stressor.external.procfs import (
     describe_process,
+    follows_file,
     group_members,
     kernel_device,
     process_tree,
@@ -41,6 +43,10 @@ _POLL = 0.002
 _MAX_POLL = 0.02
 # Bytes of stderr kept, the end of it, to explain a failed program.
 STDERR_TAIL = 2048
+# Targets already warned that their program was not ready in time.
+_WARNED_UNREADY: set[str] = set()
+
+log = logging.getLogger(__name__)
 
 
 class CommandError(RuntimeError):
@@ -170,14 +176,7 @@ class _Session:
         self.output_done.set()
 
     async def _wait_ready(self) -> None:
-        if self.program.ready == "watch":
-            # Most programs watch the file within a few milliseconds of their start,
-            # so the first polls are short.
-            poll = _POLL / 8
-            with trio.move_on_after(self.program.ready_timeout):
-                while not self._watching() and self.process.poll() is None:
-                    await trio.sleep(poll)
-                    poll = min(poll * 2, _POLL)
+        await wait_ready(self.name, self.program, self.process, self.ctx.path)
         self.ctx.ready()
 
     async def _tell(self) -> None:
@@ -319,6 +318,50 @@ class _FileReader:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+def is_ready(mode: str, pids: list[int], path: str) -> bool:
+    """Tell whether ``pids`` are ready for the writer on ``path`` by ``ready`` mode ``mode``.
+
+    ``watch``: an inotify watch on the file. ``open``: the file open, or watched.
+    """
+    try:
+        real = os.path.realpath(path)
+        info = os.stat(real)
+    except OSError:
+        return False
+    device = kernel_device(info.st_dev)
+    if mode == "open":
+        return follows_file(pids, real, info.st_ino, device)
+    return watches_inode(pids, info.st_ino, device)
+
+
+async def wait_ready(name: str, program: Program, process: trio.Process, path: str) -> None:
+    """Wait until ``process`` is ready for the writer on ``path``, or ``ready_timeout`` passed.
+
+    A program that exits is ready at once: its cycle fails without waiting.
+    """
+    if program.ready == "start":
+        return
+    # Most programs are ready within a few milliseconds of their start, so the first
+    # polls are short.
+    poll = _POLL / 8
+    with trio.move_on_after(program.ready_timeout) as waiting:
+        while process.poll() is None and not is_ready(
+            program.ready, process_tree(process.pid), path
+        ):
+            await trio.sleep(poll)
+            poll = min(poll * 2, _POLL)
+    if waiting.cancelled_caught and name not in _WARNED_UNREADY:
+        _WARNED_UNREADY.add(name)
+        log.warning(
+            "target %s: not ready (ready = %r) after ready_timeout %g s, so every cycle"
+            " waits that long; set ready = 'open' for a program that reads the file"
+            " without an inotify watch on it, or 'start' for one that reads it from the start",
+            name,
+            program.ready,
+            program.ready_timeout,
+        )
 
 
 def append_marker(path: str, marker: bytes) -> None:

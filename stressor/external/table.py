@@ -12,7 +12,7 @@ An example::
     # source = "stdout"                 # or "file": it writes to {output};
     #                                   # or "tcp": it connects to 127.0.0.1:{port}
     # signal = "SIGTERM"                # with done = "signal"
-    # ready = "watch"                   # or "start"
+    # ready = "watch"                   # or "open" (file open or watched), "start"
     # ready_timeout = 2.0               # seconds
     # quiet = 0.2                       # seconds, with done = "never"
     # grace = 0.2                       # seconds from SIGTERM to SIGKILL

@@ -80,8 +80,9 @@ class CommandTarget:
             listener on 127.0.0.1 whose port fills ``{port}``.
         signal: the signal of ``done="signal"``, by name.
         ready: ``watch`` starts the writer once the program has an inotify watch
-            on the file (with ``lifetime="run"``: has it open or watches it), or
-            after ``ready_timeout`` seconds without; ``start`` starts it at once.
+            on the file, ``open`` once it has the file open or watches it (for a
+            program that watches only the directory), in either case after
+            ``ready_timeout`` seconds at the latest; ``start`` starts it at once.
         ready_timeout: seconds to wait for that watch.
         quiet: with ``done="never"``, seconds of silence after which the program
             is ended (with ``lifetime="run"``, after which the cycle ends).
