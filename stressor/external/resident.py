@@ -132,6 +132,9 @@ class ResidentProgram:
                 source.close()
                 raise
             self._process, self._source = process, source
+            # A new program starts with no partial line and no stderr of the last one.
+            self._parser = OutputParser()
+            self._stderr = [b""]
             self._generation += 1
             self._resting = None
             self._readers_done = trio.Event()
