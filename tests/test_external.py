@@ -268,6 +268,20 @@ async def test_watchdog_example_rotation(run_batch):
 
 
 @needs_tail
+async def test_helper_outliving_leader_is_killed(run_batch, tmp_path):
+    # The helper ignores SIGTERM, so it outlives the leader and only SIGKILL ends it.
+    script = """(trap '' TERM; exec tail -f "$0" > /dev/null) & exec tail -n +1 -s 0.05 -F "$0" """
+    target = CommandTarget("with-helper", ["sh", "-c", script, "{path}"])
+
+    with trio.fail_after(60):
+        batch = await run_batch(target, 3, AFTER_EXIT, concurrency=3)
+
+    assert batch.outcomes == {"ok": 3}, [r.detail for r in batch.results]
+    assert _processes_running(str(tmp_path)) == []  # both tails' argv names the file
+    assert os.listdir(tmp_path) == []
+
+
+@needs_tail
 async def test_signal_mode_death_by_signal(run_batch):
     target = CommandTarget("tail-term", ["tail", "-n", "+1", "-F", "{path}"], done="signal")
 
