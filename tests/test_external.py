@@ -19,11 +19,13 @@ import trio
 
 from stressor.external.output import OutputParser
 from stressor.external.process import MissingToolError
+from stressor.external.procfs import inotify_watches
 from stressor.faults import FaultSpec
 from stressor.hooks import HookPoint
 from stressor.scenario import ConfigError, build_expectations
 from stressor.scenario_file import load_scenario_file
 from stressor.targets.command import CommandTarget, recipe
+from stressor.watchers import inotify
 
 AFTER_EXIT = (HookPoint.AFTER_EXIT,)
 MID_STREAM = (HookPoint.MID_STREAM,)
@@ -57,6 +59,22 @@ def test_output_parser_partial_and_other_lines():
 
     assert parser.ignored == 4  # the header, the blank line, tail's note, the fragment
     assert "half a line" in parser.describe_last()
+
+
+async def test_inotify_watches_hex_descriptors(tmp_path):
+    # Watch descriptors from 10 on are printed in hex in fdinfo (wd:a, wd:b, ...).
+    fd = inotify.init()
+    try:
+        for index in range(12):
+            path = tmp_path / str(index)
+            path.touch()
+            inotify.add_watch(fd, str(path), inotify.IN_MODIFY)
+
+        watches = [watch for watch in inotify_watches(os.getpid()) if watch.fd == fd]
+    finally:
+        await inotify.close(fd)
+
+    assert sorted(watch.wd for watch in watches) == list(range(1, 13))
 
 
 def test_command_fills_placeholders():

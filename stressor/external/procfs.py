@@ -114,10 +114,11 @@ def inotify_watches(pid: int) -> list[InotifyWatch]:
 
 def _parse_watch(fd: int, line: str) -> InotifyWatch:
     # inotify wd:1 ino:2a0c6 sdev:800001 mask:fce ignored_mask:0 fhandle-bytes:8 ...
+    # The watch descriptor is in hex like the other numbers: wd:a is 10 (seen on Linux 6.18).
     fields = dict(part.split(":", 1) for part in line.split()[1:] if ":" in part)
     return InotifyWatch(
         fd=fd,
-        wd=int(fields.get("wd", "0")),
+        wd=int(fields.get("wd", "0"), 16),
         inode=int(fields.get("ino", "0"), 16),
         device=int(fields.get("sdev", "0"), 16),
         mask=int(fields.get("mask", "0"), 16),
