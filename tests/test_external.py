@@ -6,6 +6,7 @@ when it is not installed (``.ci/run`` installs inotify-tools and strace).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -19,7 +20,7 @@ import trio
 
 from stressor.external.output import OutputParser
 from stressor.external.process import MissingToolError
-from stressor.external.procfs import inotify_watches
+from stressor.external.procfs import WatchProbe, inotify_watches, kernel_device
 from stressor.faults import FaultSpec
 from stressor.hooks import HookPoint
 from stressor.scenario import ConfigError, build_expectations
@@ -75,6 +76,60 @@ async def test_inotify_watches_hex_descriptors(tmp_path):
         await inotify.close(fd)
 
     assert sorted(watch.wd for watch in watches) == list(range(1, 13))
+
+
+def _file_id(path: os.PathLike[str]) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_ino, kernel_device(info.st_dev)
+
+
+async def test_watch_probe_finds_moved_watch(tmp_path):
+    path = tmp_path / "app.log"
+    path.touch()
+    probe = WatchProbe(os.getpid())
+    first = inotify.init()
+    second = inotify.init()
+    try:
+        wd = inotify.add_watch(first, str(path), inotify.IN_MODIFY)
+        assert probe.watching(*_file_id(path))
+
+        inotify.rm_watch(first, wd)
+        assert not probe.watching(*_file_id(path))
+
+        # The watch is now on a different descriptor from the one the probe found first.
+        inotify.add_watch(first, str(path), inotify.IN_MODIFY)
+        assert probe.watching(*_file_id(path))
+        inotify.add_watch(second, str(path), inotify.IN_MODIFY)
+        await inotify.close(first)
+        assert probe.watching(*_file_id(path))
+    finally:
+        await inotify.close(second)
+
+    assert not probe.watching(*_file_id(path))
+
+
+@needs_tail
+async def test_watch_probe_sees_descendants(tmp_path):
+    path = tmp_path / "app.log"
+    path.touch()
+    # sh runs tail as its child, so the watch belongs to a descendant of the root.
+    argv = ["sh", "-c", 'tail -f "$0"; true', str(path)]
+    shell = subprocess.Popen(argv, stdout=subprocess.DEVNULL, start_new_session=True)
+    probe = WatchProbe(shell.pid)
+    try:
+        with trio.fail_after(10):
+            while not probe.watching(*_file_id(path)):
+                await trio.sleep(0.01)
+        assert probe.watching(*_file_id(path))
+
+        # Once sh is gone, tail still watches but is no descendant of the root.
+        os.kill(shell.pid, signal.SIGKILL)
+        shell.wait()
+        assert not probe.watching(*_file_id(path))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell.pid, signal.SIGKILL)
+        shell.wait()
 
 
 def test_command_fills_placeholders():

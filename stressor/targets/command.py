@@ -57,11 +57,10 @@ from stressor.external.process import (
     strace_prefix,
 )
 from stressor.external.procfs import (
+    WatchProbe,
     describe_process,
     group_members,
     kernel_device,
-    process_tree,
-    watches_inode,
 )
 from stressor.formats import parse_line
 from stressor.hooks import HookPoint
@@ -274,6 +273,7 @@ class _Session:
         self.ended = False
         self.marker_seen = trio.Event()
         self.file = _FileReader(ctx.path) if target.output == "events" else None
+        self.watch_probe = WatchProbe(process.pid)
 
     def _file_id(self) -> tuple[int, int] | None:
         try:
@@ -286,7 +286,7 @@ class _Session:
         file_id = self._file_id()
         if file_id is None:
             return False
-        return watches_inode(process_tree(self.process.pid), *file_id)
+        return self.watch_probe.watching(*file_id)
 
     def _consume(self, chunk: bytes) -> None:
         """Parse one chunk of the program's output and deliver the lines it completes."""
