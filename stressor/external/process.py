@@ -93,7 +93,7 @@ def _live_members(pgid: int) -> list[int]:
 
     Most programs leave no process behind, so the costly scan is skipped then: on a
     2-CPU VM with 78 processes the scan took 0.28 ms and the check under 1 µs. Once
-    the kernel reports a member, the scan tells live members from zombies that their
+    the kernel reports a member, the scan separates live members from zombies that their
     parent has not reaped yet.
     """
     if not _group_exists(pgid):
@@ -137,10 +137,17 @@ async def end_group(process: trio.Process, grace: float) -> None:
 
 
 async def close_pipes(process: trio.Process) -> None:
-    """Close our ends of the pipes to ``process``, once nothing reads them any more."""
+    """Close our ends of the pipes to ``process``, once nothing reads them any more.
+
+    The pipes are closed with a single checkpoint, because ``aclose`` on each would
+    make the task wait for the scheduler up to three times at the end of every cycle.
+    """
     for stream in (process.stdin, process.stdout, process.stderr):
-        if stream is not None:
+        if isinstance(stream, trio.lowlevel.FdStream):
+            stream.close()
+        elif stream is not None:
             await stream.aclose()
+    await trio.lowlevel.checkpoint()
 
 
 async def end_process(process: trio.Process) -> None:
