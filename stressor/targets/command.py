@@ -436,8 +436,12 @@ class _Session:
                     await before_fired.wait()
                     self._write_marker()
                     await self._end_when_quiet()
-                await self.process.wait()
-                await self.output_done.wait()
+                # Both have usually happened by now. Each wait would still give the
+                # scheduler a turn, which delays the end of every cycle under load.
+                if self.process.returncode is None:
+                    await self.process.wait()
+                if not self.output_done.is_set():
+                    await self.output_done.wait()
                 # A fault still waiting to land once the program has ended is dropped:
                 # nothing is left to observe it.
                 nursery.cancel_scope.cancel()
