@@ -195,7 +195,7 @@ class _Cycle:
             hooks=self.hooks,
             rng=random.Random(schedule.follower_seed),
             deliver=self._deliver,
-            ready=self.state.ready.set,
+            ready=self.state.set_ready,
         )
 
     def _deliver(self, raw: bytes) -> None:
