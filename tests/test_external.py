@@ -17,9 +17,10 @@ import tempfile
 
 import pytest
 import trio
+import trio.testing
 
 from stressor.external.output import OutputParser
-from stressor.external.process import MissingToolError
+from stressor.external.process import MissingToolError, read_pipe
 from stressor.external.procfs import WatchProbe, inotify_watches, kernel_device
 from stressor.faults import FaultSpec
 from stressor.hooks import HookPoint
@@ -60,6 +61,27 @@ def test_output_parser_partial_and_other_lines():
 
     assert parser.ignored == 4  # the header, the blank line, tail's note, the fragment
     assert "half a line" in parser.describe_last()
+
+
+async def test_read_pipe_until_end_of_file():
+    read_end, write_end = os.pipe()
+    stream = trio.lowlevel.FdStream(read_end)
+    os.write(write_end, b"first\n")
+
+    assert await read_pipe(stream, 1024) == b"first\n"
+
+    os.write(write_end, b"second\n")
+    os.close(write_end)
+    assert await read_pipe(stream, 1024) == b"second\n"
+    assert await read_pipe(stream, 1024) == b""
+    await stream.aclose()
+
+
+async def test_read_pipe_other_stream():
+    send, receive = trio.testing.memory_stream_one_way_pair()
+    await send.send_all(b"line\n")
+
+    assert await read_pipe(receive, 1024) == b"line\n"
 
 
 async def test_inotify_watches_hex_descriptors(tmp_path):

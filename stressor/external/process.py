@@ -136,6 +136,26 @@ async def end_group(process: trio.Process, grace: float) -> None:
     raise RuntimeError(f"process group {pgid} survived SIGKILL: members {_live_members(pgid)}")
 
 
+async def read_pipe(stream: trio.abc.ReceiveStream, max_bytes: int) -> bytes:
+    """Return the next bytes a program wrote to a pipe, or b"" once every writer closed it.
+
+    For trio's pipes (``FdStream``) this waits until the pipe is readable and then
+    reads it. ``receive_some`` reads first, waits when the pipe is empty, and ends
+    each read with a checkpoint, so it gives the scheduler two turns per chunk where
+    this gives one. It never returns without waiting, so it cannot starve other tasks
+    while a program writes without pause.
+    """
+    if not isinstance(stream, trio.lowlevel.FdStream):
+        return bytes(await stream.receive_some(max_bytes))
+    fd = stream.fileno()
+    while True:
+        await trio.lowlevel.wait_readable(fd)
+        try:
+            return os.read(fd, max_bytes)
+        except BlockingIOError:
+            continue  # readable was reported, but another reader took the bytes
+
+
 async def close_pipes(process: trio.Process) -> None:
     """Close our ends of the pipes to ``process``, once nothing reads them any more.
 

@@ -52,6 +52,7 @@ from stressor.external.process import (
     close_pipes,
     end_group,
     end_process,
+    read_pipe,
     require_tool,
     start_in_group,
     strace_prefix,
@@ -306,8 +307,8 @@ class _Session:
     async def _read_stdout(self) -> None:
         stream = self.process.stdout
         assert stream is not None
-        while chunk := await stream.receive_some(_CHUNK):
-            self._consume(bytes(chunk))
+        while chunk := await read_pipe(stream, _CHUNK):
+            self._consume(chunk)
         self.parser.finish()
         self.output_done.set()
 
@@ -330,7 +331,7 @@ class _Session:
     async def _read_stderr(self) -> None:
         stream = self.process.stderr
         assert stream is not None
-        while chunk := await stream.receive_some(_CHUNK):
+        while chunk := await read_pipe(stream, _CHUNK):
             self.stderr = (self.stderr + chunk)[-_STDERR_TAIL:]
 
     async def _wait_ready(self) -> None:
