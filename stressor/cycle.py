@@ -197,7 +197,7 @@ class _Cycle:
             hooks=self.hooks,
             rng=random.Random(schedule.follower_seed),
             deliver=self._deliver,
-            ready=self.state.ready.set,
+            ready=self.state.set_ready,
             writer_id=writer.writer_id,
         )
 

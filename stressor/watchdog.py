@@ -37,9 +37,20 @@ class FollowerState:
 
     ready: trio.Event = dataclasses.field(default_factory=trio.Event)
     done: trio.Event = dataclasses.field(default_factory=trio.Event)
+    # Set with ``ready`` or ``done``, whichever comes first, so that the cycle waits
+    # for either with a single Event.
+    ready_or_done: trio.Event = dataclasses.field(default_factory=trio.Event)
     finished_at: float | None = None
     error: BaseException | None = None
     cancelled: bool = False
+
+    def set_ready(self) -> None:
+        """Record that the follower watches its file.
+
+        The cycle hands this method to the follower as ``FollowContext.ready``.
+        """
+        self.ready.set()
+        self.ready_or_done.set()
 
 
 async def run_follower(
@@ -55,20 +66,13 @@ async def run_follower(
         except Exception as error:
             state.error = error
     state.done.set()
+    state.ready_or_done.set()
 
 
 async def wait_until_ready(state: FollowerState, limit: float) -> bool:
     """Wait until the follower watches its file or returned; False if neither came in time."""
     with trio.move_on_after(limit):
-        while not (state.ready.is_set() or state.done.is_set()):
-            async with trio.open_nursery() as nursery:
-
-                async def wait_for(event: trio.Event) -> None:
-                    await event.wait()
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(wait_for, state.ready)
-                nursery.start_soon(wait_for, state.done)
+        await state.ready_or_done.wait()
         return True
     return False
 

@@ -6,6 +6,7 @@ when it is not installed (``.ci/run`` installs inotify-tools and strace).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -16,14 +17,17 @@ import tempfile
 
 import pytest
 import trio
+import trio.testing
 
 from stressor.external.output import OutputParser
-from stressor.external.process import MissingToolError
+from stressor.external.process import MissingToolError, read_pipe
+from stressor.external.procfs import WatchProbe, inotify_watches, kernel_device
 from stressor.faults import FaultSpec
 from stressor.hooks import HookPoint
 from stressor.scenario import ConfigError, build_expectations
 from stressor.scenario_file import load_scenario_file
 from stressor.targets.command import CommandTarget, recipe
+from stressor.watchers import inotify
 
 AFTER_EXIT = (HookPoint.AFTER_EXIT,)
 MID_STREAM = (HookPoint.MID_STREAM,)
@@ -57,6 +61,97 @@ def test_output_parser_partial_and_other_lines():
 
     assert parser.ignored == 4  # the header, the blank line, tail's note, the fragment
     assert "half a line" in parser.describe_last()
+
+
+async def test_read_pipe_until_end_of_file():
+    read_end, write_end = os.pipe()
+    stream = trio.lowlevel.FdStream(read_end)
+    os.write(write_end, b"first\n")
+
+    assert await read_pipe(stream, 1024) == b"first\n"
+
+    os.write(write_end, b"second\n")
+    os.close(write_end)
+    assert await read_pipe(stream, 1024) == b"second\n"
+    assert await read_pipe(stream, 1024) == b""
+    await stream.aclose()
+
+
+async def test_read_pipe_other_stream():
+    send, receive = trio.testing.memory_stream_one_way_pair()
+    await send.send_all(b"line\n")
+
+    assert await read_pipe(receive, 1024) == b"line\n"
+
+
+async def test_inotify_watches_hex_descriptors(tmp_path):
+    # Watch descriptors from 10 on are printed in hex in fdinfo (wd:a, wd:b, ...).
+    fd = inotify.init()
+    try:
+        for index in range(12):
+            path = tmp_path / str(index)
+            path.touch()
+            inotify.add_watch(fd, str(path), inotify.IN_MODIFY)
+
+        watches = [watch for watch in inotify_watches(os.getpid()) if watch.fd == fd]
+    finally:
+        await inotify.close(fd)
+
+    assert sorted(watch.wd for watch in watches) == list(range(1, 13))
+
+
+def _file_id(path: os.PathLike[str]) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_ino, kernel_device(info.st_dev)
+
+
+async def test_watch_probe_finds_moved_watch(tmp_path):
+    path = tmp_path / "app.log"
+    path.touch()
+    probe = WatchProbe(os.getpid())
+    first = inotify.init()
+    second = inotify.init()
+    try:
+        wd = inotify.add_watch(first, str(path), inotify.IN_MODIFY)
+        assert probe.watching(*_file_id(path))
+
+        inotify.rm_watch(first, wd)
+        assert not probe.watching(*_file_id(path))
+
+        # The watch is now on a different descriptor from the one the probe found first.
+        inotify.add_watch(first, str(path), inotify.IN_MODIFY)
+        assert probe.watching(*_file_id(path))
+        inotify.add_watch(second, str(path), inotify.IN_MODIFY)
+        await inotify.close(first)
+        assert probe.watching(*_file_id(path))
+    finally:
+        await inotify.close(second)
+
+    assert not probe.watching(*_file_id(path))
+
+
+@needs_tail
+async def test_watch_probe_sees_descendants(tmp_path):
+    path = tmp_path / "app.log"
+    path.touch()
+    # sh runs tail as its child, so the watch belongs to a descendant of the root.
+    argv = ["sh", "-c", 'tail -f "$0"; true', str(path)]
+    shell = subprocess.Popen(argv, stdout=subprocess.DEVNULL, start_new_session=True)
+    probe = WatchProbe(shell.pid)
+    try:
+        with trio.fail_after(10):
+            while not probe.watching(*_file_id(path)):
+                await trio.sleep(0.01)
+        assert probe.watching(*_file_id(path))
+
+        # Once sh is gone, tail still watches but is no descendant of the root.
+        os.kill(shell.pid, signal.SIGKILL)
+        shell.wait()
+        assert not probe.watching(*_file_id(path))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell.pid, signal.SIGKILL)
+        shell.wait()
 
 
 def test_command_fills_placeholders():
@@ -265,6 +360,20 @@ async def test_watchdog_example_rotation(run_batch):
     batch = await run_batch(target, 10, AFTER_EXIT, lines=20, faults=ROTATION, concurrency=10)
 
     assert batch.outcomes == {"ok": 10}, [r.detail or r.outcome for r in batch.results]
+
+
+@needs_tail
+async def test_helper_outliving_leader_is_killed(run_batch, tmp_path):
+    # The helper ignores SIGTERM, so it outlives the leader and only SIGKILL ends it.
+    script = """(trap '' TERM; exec tail -f "$0" > /dev/null) & exec tail -n +1 -s 0.05 -F "$0" """
+    target = CommandTarget("with-helper", ["sh", "-c", script, "{path}"])
+
+    with trio.fail_after(60):
+        batch = await run_batch(target, 3, AFTER_EXIT, concurrency=3)
+
+    assert batch.outcomes == {"ok": 3}, [r.detail for r in batch.results]
+    assert _processes_running(str(tmp_path)) == []  # both tails' argv names the file
+    assert os.listdir(tmp_path) == []
 
 
 @needs_tail

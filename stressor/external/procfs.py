@@ -13,6 +13,8 @@ import os
 _STATUS_KEYS = ("Name", "State", "PPid", "Threads", "SigBlk", "SigIgn", "SigCgt", "VmRSS")
 # Descriptors listed by target in the evidence before the rest is only counted.
 _MAX_LISTED_FDS = 16
+# Bytes requested by each read(2) of a /proc file. A longer file takes more reads.
+_READ_SIZE = 64 * 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -30,11 +32,21 @@ class InotifyWatch:
 
 
 def _read(path: str) -> str:
+    # Raw reads: open() would add fstat, ioctl and lseek calls to every read of
+    # these small files, which the target polls every few milliseconds.
     try:
-        with open(path, encoding="utf-8", errors="replace") as file:
-            return file.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return ""
+    chunks = []
+    try:
+        while chunk := os.read(fd, _READ_SIZE):
+            chunks.append(chunk)
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", errors="replace")
 
 
 def group_members(pgid: int) -> list[int]:
@@ -104,20 +116,24 @@ def inotify_watches(pid: int) -> list[InotifyWatch]:
     """Return every inotify watch of ``pid``, over all its inotify descriptors."""
     watches = []
     for fd, target in descriptors(pid).items():
-        if target != "anon_inode:inotify":
-            continue
-        for line in _read(f"/proc/{pid}/fdinfo/{fd}").splitlines():
-            if line.startswith("inotify wd:"):
-                watches.append(_parse_watch(fd, line))
+        if target == "anon_inode:inotify":
+            watches += _descriptor_watches(pid, fd)
     return watches
+
+
+def _descriptor_watches(pid: int, fd: int) -> list[InotifyWatch]:
+    """Return the inotify watches of descriptor ``fd`` of ``pid``, an empty list for other files."""
+    lines = _read(f"/proc/{pid}/fdinfo/{fd}").splitlines()
+    return [_parse_watch(fd, line) for line in lines if line.startswith("inotify wd:")]
 
 
 def _parse_watch(fd: int, line: str) -> InotifyWatch:
     # inotify wd:1 ino:2a0c6 sdev:800001 mask:fce ignored_mask:0 fhandle-bytes:8 ...
+    # The watch descriptor is in hex like the other numbers: wd:a is 10 (seen on Linux 6.18).
     fields = dict(part.split(":", 1) for part in line.split()[1:] if ":" in part)
     return InotifyWatch(
         fd=fd,
-        wd=int(fields.get("wd", "0")),
+        wd=int(fields.get("wd", "0"), 16),
         inode=int(fields.get("ino", "0"), 16),
         device=int(fields.get("sdev", "0"), 16),
         mask=int(fields.get("mask", "0"), 16),
@@ -129,13 +145,49 @@ def kernel_device(st_dev: int) -> int:
     return (os.major(st_dev) << 20) | os.minor(st_dev)
 
 
+def find_watch(pids: list[int], inode: int, device: int) -> tuple[int, int] | None:
+    """Return (PID, descriptor) of an inotify watch on (``inode``, kernel ``device``), or None."""
+    for pid in pids:
+        for watch in inotify_watches(pid):
+            if watch.inode == inode and watch.device == device:
+                return pid, watch.fd
+    return None
+
+
 def watches_inode(pids: list[int], inode: int, device: int) -> bool:
     """Tell whether any of ``pids`` has an inotify watch on (``inode``, kernel ``device``)."""
-    return any(
-        watch.inode == inode and watch.device == device
-        for pid in pids
-        for watch in inotify_watches(pid)
-    )
+    return find_watch(pids, inode, device) is not None
+
+
+class WatchProbe:
+    """Repeated checks of whether a process tree has an inotify watch on a file.
+
+    A check first reads only the fdinfo of the descriptor where the previous check
+    found the watch, because a follower usually keeps its watch there. Only when the
+    watch is gone from it are all descriptors of the tree read, as ``watches_inode``
+    does, so a watch that moved to another descriptor or process is still found.
+    """
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self._found: tuple[int, int] | None = None
+
+    def watching(self, inode: int, device: int) -> bool:
+        """Tell whether ``root`` or a descendant watches (``inode``, kernel ``device``)."""
+        if self._found is not None and self._still_watching(inode, device):
+            return True
+        self._found = find_watch(process_tree(self.root), inode, device)
+        return self._found is not None
+
+    def _still_watching(self, inode: int, device: int) -> bool:
+        assert self._found is not None
+        pid, fd = self._found
+        # A descendant may have left the tree (its parent exited), so it must be
+        # found in the tree again. The root is in it while /proc lists the root.
+        if pid != self.root and pid not in process_tree(self.root):
+            return False
+        watches = _descriptor_watches(pid, fd)
+        return any(watch.inode == inode and watch.device == device for watch in watches)
 
 
 def describe_process(pid: int, watched: tuple[int, int] | None = None) -> str:

@@ -40,6 +40,7 @@ from stressor.external.output import OutputParser
 from stressor.external.process import close_pipes, end_group
 from stressor.external.procfs import (
     Holdings,
+    WatchProbe,
     describe_process,
     holdings,
     kernel_device,
@@ -238,7 +239,7 @@ class ResidentProgram:
         ctx.ready()
         await ctx.writer_done.wait()
         route.last_output_at = max(route.last_output_at, trio.current_time())
-        if is_ready("open", process_tree(process.pid), ctx.path):
+        if is_ready("open", WatchProbe(process.pid), ctx.path):
             await ctx.hooks.fire(HookPoint.BEFORE_REMOVE)
         append_marker(ctx.path, route.marker)
         await self._wait_for_end(process, route)

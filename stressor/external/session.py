@@ -21,19 +21,20 @@ from stressor.external.process import (
     close_pipes,
     end_group,
     end_process,
+    read_pipe,
     require_tool,
     start_in_group,
 )
 from stressor.external.procfs import (
+    WatchProbe,
     describe_process,
     follows_file,
     group_members,
     kernel_device,
     process_tree,
-    watches_inode,
 )
 from stressor.external.program import Program
-from stressor.external.sources import OutputSource, make_source
+from stressor.external.sources import CHUNK, OutputSource, make_source
 from stressor.formats import parse_line
 from stressor.hooks import HookPoint
 from stressor.targets.base import FollowContext, LineReader
@@ -105,7 +106,7 @@ async def read_stderr(process: trio.Process, keep: list[bytes]) -> None:
     """Keep the last ``STDERR_TAIL`` bytes of the program's stderr in ``keep[0]``."""
     stream = process.stderr
     assert stream is not None
-    while chunk := await stream.receive_some(64 * 1024):
+    while chunk := await read_pipe(stream, CHUNK):
         keep[0] = (keep[0] + chunk)[-STDERR_TAIL:]
 
 
@@ -141,6 +142,7 @@ class _Session:
         self.ended = False
         self.marker_seen = trio.Event()
         self.file = _FileReader(ctx.path) if program.output == "events" else None
+        self.watch_probe = WatchProbe(process.pid)
 
     def _file_id(self) -> tuple[int, int] | None:
         try:
@@ -153,7 +155,7 @@ class _Session:
         file_id = self._file_id()
         if file_id is None:
             return False
-        return watches_inode(process_tree(self.process.pid), *file_id)
+        return self.watch_probe.watching(*file_id)
 
     def _consume(self, chunk: bytes, stream: int) -> None:
         """Parse one chunk of the program's output and deliver the lines it completes."""
@@ -255,8 +257,12 @@ class _Session:
                     await before_fired.wait()
                     append_marker(self.ctx.path, self.parser.marker)
                     await self._end_when_quiet()
-                await self.process.wait()
-                await self.output_done.wait()
+                # Both have usually happened by now. Each wait would still give the
+                # scheduler a turn, which delays the end of every cycle under load.
+                if self.process.returncode is None:
+                    await self.process.wait()
+                if not self.output_done.is_set():
+                    await self.output_done.wait()
                 # A fault still waiting to land once the program has ended is dropped:
                 # nothing is left to observe it.
                 nursery.cancel_scope.cancel()
@@ -320,8 +326,8 @@ class _FileReader:
         os.close(self.fd)
 
 
-def is_ready(mode: str, pids: list[int], path: str) -> bool:
-    """Tell whether ``pids`` are ready for the writer on ``path`` by ``ready`` mode ``mode``.
+def is_ready(mode: str, probe: WatchProbe, path: str) -> bool:
+    """Tell whether ``probe``'s process tree is ready for the writer on ``path`` by ``mode``.
 
     ``watch``: an inotify watch on the file. ``open``: the file open, or watched.
     """
@@ -332,8 +338,8 @@ def is_ready(mode: str, pids: list[int], path: str) -> bool:
         return False
     device = kernel_device(info.st_dev)
     if mode == "open":
-        return follows_file(pids, real, info.st_ino, device)
-    return watches_inode(pids, info.st_ino, device)
+        return follows_file(process_tree(probe.root), real, info.st_ino, device)
+    return probe.watching(info.st_ino, device)
 
 
 async def wait_ready(name: str, program: Program, process: trio.Process, path: str) -> None:
@@ -346,10 +352,9 @@ async def wait_ready(name: str, program: Program, process: trio.Process, path: s
     # Most programs are ready within a few milliseconds of their start, so the first
     # polls are short.
     poll = _POLL / 8
+    probe = WatchProbe(process.pid)
     with trio.move_on_after(program.ready_timeout) as waiting:
-        while process.poll() is None and not is_ready(
-            program.ready, process_tree(process.pid), path
-        ):
+        while process.poll() is None and not is_ready(program.ready, probe, path):
             await trio.sleep(poll)
             poll = min(poll * 2, _POLL)
     if waiting.cancelled_caught and name not in _WARNED_UNREADY:

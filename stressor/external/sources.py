@@ -25,6 +25,8 @@ from typing import Protocol
 
 import trio
 
+from stressor.external.process import read_pipe
+
 Consume = Callable[[bytes, int], None]
 # Bytes read from the program's output at a time.
 CHUNK = 64 * 1024
@@ -63,8 +65,8 @@ class StdoutSource:
     async def read(self, process: trio.Process, consume: Consume) -> None:
         stream = process.stdout
         assert stream is not None
-        while chunk := await stream.receive_some(CHUNK):
-            consume(bytes(chunk), 0)
+        while chunk := await read_pipe(stream, CHUNK):
+            consume(chunk, 0)
 
     def close(self) -> None:
         pass
