@@ -21,7 +21,10 @@ from stressor.backends import current_backend
 
 FORMATS = ("docker-json", "cri", "plain")
 
-_PAYLOAD = re.compile(r"stressor w=(\d+) seq=(\d+) t=([0-9.]+)")
+# Bounded digits: a torn or made-up line must never overflow int() or float().
+_PAYLOAD = re.compile(r"stressor w=(\d{1,18}) seq=(\d{1,18}) t=(\d{1,15}\.\d{6})")
+# The start of every payload, also of a torn one, with the writer's number.
+_PAYLOAD_START = re.compile(rb"stressor w=(\d{1,18})")
 _CRI = re.compile(rb"^(\S+) (stdout|stderr) ([FP]) (.*)\n$", re.DOTALL)
 
 
@@ -58,8 +61,8 @@ def _payload_text(raw: bytes) -> str | None:
     if raw.startswith(b"{"):
         try:
             record = json.loads(raw)
-        except ValueError:
-            return None
+        except (ValueError, RecursionError):
+            return None  # RecursionError: JSON nested deeper than the parser allows
         text = record.get("log") if isinstance(record, dict) else None
         if not isinstance(text, str) or not text.endswith("\n"):
             return None
@@ -70,6 +73,12 @@ def _payload_text(raw: bytes) -> str | None:
     if not raw.endswith(b"\n"):
         return None
     return raw[:-1].decode(errors="replace")
+
+
+def payload_writer(raw: bytes) -> int | None:
+    """Return the writer number of a line that starts a stressor payload, even a torn one."""
+    match = _PAYLOAD_START.search(raw)
+    return int(match[1]) if match is not None else None
 
 
 def parse_line(raw: bytes) -> ParsedLine | None:

@@ -11,7 +11,6 @@ from stressor.cycle import CycleLimits, run_cycle
 from stressor.results import OK, OUTCOMES, CycleResult
 from stressor.scenario import Scenario
 from stressor.shrink import describe_schedule, shrink
-from stressor.targets import get_target
 
 # Scenario fields that shape a cycle's schedule or verdict -> the option that sets them.
 _SCHEDULE_OPTIONS = {
@@ -74,7 +73,7 @@ async def replay_cycle(
     schedule = scenario.schedule(cycle)
     limits = CycleLimits(deadline=scenario.deadline, max_wait=scenario.max_wait)
     setup = scenario.cycle_setup()
-    target = get_target(target_name)
+    target = scenario.target(target_name)
     expectation = scenario.expectation_for(target_name)
     tolerated = expectation.expect | expectation.allow
     problems: list[str] = []
@@ -126,7 +125,7 @@ async def shrink_findings(
     share = budget / len(firsts)
     for (target_name, outcome), result in firsts.items():
         shrunk = await shrink(
-            get_target(target_name),
+            scenario.target(target_name),
             scenario.schedule(result.cycle),
             outcome,
             limits,

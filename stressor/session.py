@@ -199,8 +199,10 @@ def run_until_signal(
     async def main() -> tuple[T | None, int | None]:
         value: T | None = None
         received: int | None = None
-        async with trio.open_nursery() as nursery:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # The receiver outlives the nursery: a function that returns without a
+        # checkpoint ends the nursery before the watching task first runs.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
 
                 async def watch() -> None:
                     nonlocal received

@@ -1,7 +1,7 @@
 """A small long-lived follower for the tests: it follows every ``*.log`` file in a directory.
 
 Usage: dir_follower.py DIR [--port PORT] [--leak] [--exit-after N] [--stall-after N]
-                        [--hold-per-file] [--hold-once]
+                        [--hold-per-file] [--hold-once] [--watch-files] [--echo-late S]
 
 Every 5 ms it looks for new ``*.log`` files, reads each open file to its end and
 prints the complete lines, on stdout or, with ``--port``, over one TCP connection
@@ -12,15 +12,21 @@ files were opened, to play a program that dies mid-run; ``--stall-after N`` stop
 reading instead, for good, as a deadlocked program does. ``--hold-per-file`` opens
 ``/dev/null`` for each new file and never closes it (a leak unrelated to the
 files); ``--hold-once`` does that for the first file only (a lazy start-up).
+``--watch-files`` adds an inotify watch on each file it opens (it reads no events;
+the watch lives as long as the file). ``--echo-late S`` prints every line a second
+time S seconds later, as a program that resends does.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import socket
 import sys
 import time
+
+IN_MODIFY = 0x2
 
 
 class Followed:
@@ -48,7 +54,12 @@ def main() -> int:
     parser.add_argument("--stall-after", type=int, default=0)
     parser.add_argument("--hold-per-file", action="store_true")
     parser.add_argument("--hold-once", action="store_true")
+    parser.add_argument("--watch-files", action="store_true")
+    parser.add_argument("--echo-late", type=float, default=0.0)
     args = parser.parse_args()
+    libc = ctypes.CDLL(None, use_errno=True)
+    inotify_fd = libc.inotify_init1(os.O_CLOEXEC) if args.watch_files else -1
+    echoes: list[tuple[float, bytes]] = []
     if args.port:
         connection = socket.create_connection(("127.0.0.1", args.port))
         send = connection.sendall
@@ -71,6 +82,8 @@ def main() -> int:
                 except FileNotFoundError:
                     continue
                 opened += 1
+                if inotify_fd >= 0:
+                    libc.inotify_add_watch(inotify_fd, path.encode(), IN_MODIFY)
                 if args.hold_per_file or (args.hold_once and opened == 1):
                     held.append(os.open(os.devnull, os.O_RDONLY))
                 if opened == args.exit_after:
@@ -99,6 +112,10 @@ def main() -> int:
                 del followed[path]
             if lines:
                 send(b"".join(lines))
+                if args.echo_late:
+                    echoes.append((time.monotonic() + args.echo_late, b"".join(lines)))
+        while echoes and echoes[0][0] <= time.monotonic():
+            send(echoes.pop(0)[1])
         time.sleep(0.005)
 
 

@@ -119,3 +119,17 @@ def test_check_lines_last_generation_required():
     check = check_lines(ledger(3), delivered(1, 2), required_before=10.0, generation_of=generations)
 
     assert check.lost == 1
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"stressor w=1 seq=0 t=1733000000.123.456789\n",
+        b"stressor w=1 seq=2 t=.\n",
+        b"stressor w=" + b"9" * 5000 + b" seq=1 t=1.000000\n",
+        b'{"log": ' + b"[" * 100_000 + b"\n",
+    ],
+    ids=["two-time-stamps", "dot-time", "huge-writer", "deep-json"],
+)
+def test_parse_line_malformed_is_none(raw):
+    assert parse_line(raw) is None

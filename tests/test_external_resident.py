@@ -102,6 +102,63 @@ async def test_descriptor_leak_on_removed_files(run_batch, tmp_path):
     assert "(deleted)" in detail
 
 
+async def test_leak_found_through_symlinked_directory(run_batch, tmp_path):
+    # /proc names files by their real path, whatever path the run was given.
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+
+    async with open_target(shipper("--leak", release=0.2), str(tmp_path / "link")) as follower:
+        batch = await run_batch(follower, 3, (), lines=5, concurrency=3)
+
+    assert batch.findings["leak"] == 3, [r.detail for r in batch.results]
+
+
+async def test_watch_on_removed_file_listed(run_batch, tmp_path):
+    target = shipper("--leak", "--watch-files", release=0.2)
+
+    async with open_target(target, str(tmp_path)) as follower:
+        batch = await run_batch(follower, 2, (), lines=5, concurrency=1)
+
+    assert batch.findings["leak"] == 2, [r.detail for r in batch.results]
+    assert "inotify wd:" in batch.results[0].detail
+
+
+async def test_watches_dropped_with_their_files_no_leak(run_batch, tmp_path):
+    # The kernel drops a watch once its file is removed and closed: no leak, at
+    # any concurrency, also when new files reuse the inode numbers.
+    target = shipper("--watch-files", release=0.2)
+
+    async with open_target(target, str(tmp_path)) as follower:
+        batch = await run_batch(follower, 24, (), lines=5, faults=ROTATION, concurrency=6)
+
+    assert batch.outcomes == {"ok": 24}, [r.detail for r in batch.results]
+
+
+async def test_late_line_warned_not_judged(run_batch, tmp_path, caplog):
+    async with open_target(shipper("--echo-late", "0.3"), str(tmp_path)) as follower:
+        batch = await run_batch(follower, 2, (), lines=3, concurrency=1)
+        await trio.sleep(0.5)
+
+    assert batch.outcomes == {"ok": 2}
+    assert follower.resident.late_lines >= 3
+    assert "printed a line after its cycle was judged" in caplog.text
+
+
+async def test_torn_payload_line_is_torn_not_crash(run_batch, tmp_path):
+    # The program prints a line whose time stamp is two halves run together.
+    script = (
+        "import sys, subprocess; print('stressor w=1 seq=1 t=1.12' '3.456789', flush=True);"
+        " subprocess.run(['tail', '-n', '+1', '-F', sys.argv[1]])"
+    )
+    target = CommandTarget("torn", [sys.executable, "-c", script, "{path}"])
+
+    batch = await run_batch(target, 2, (), lines=3, concurrency=2)
+
+    assert batch.findings["torn"] == 2, [r.detail for r in batch.results]
+    assert "crash" not in batch.findings
+
+
 async def test_growing_descriptors_found_after_the_first_cycle(run_batch, tmp_path):
     # Each file makes the program open /dev/null for good: only counts show it.
     async with open_target(shipper("--hold-per-file", release=0.2), str(tmp_path)) as follower:
@@ -211,6 +268,24 @@ def test_scenario_file_rejects_bad_lifetime(tmp_path):
 
     with pytest.raises(ConfigError, match=r"commands\[0\].*uses \{path\}"):
         load_scenario_file(str(path))
+
+
+def test_replay_and_shrink_of_recipe(tmp_path):
+    replay = subprocess.run(
+        [sys.executable, "-m", "stressor", "replay", "--target", "tail-F", "--seed", "1",
+         "--cycle", "0"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    shrink = subprocess.run(
+        [sys.executable, "-m", "stressor", "run", "--target", "tail-F", "--cycles", "2",
+         "--metrics-port", "0", "--quiet", "--shrink-budget", "5"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+
+    assert replay.returncode == 0, replay.stderr
+    assert "attempt 1: ok" in replay.stdout
+    assert shrink.returncode == 0, shrink.stderr
+    assert "Traceback" not in shrink.stderr
 
 
 def test_command_targets_refused_on_fake_files(tmp_path):

@@ -58,7 +58,7 @@ from stressor.external.session import (
     wait_ready,
 )
 from stressor.external.sources import OutputSource, make_source
-from stressor.formats import parse_line
+from stressor.formats import payload_writer
 from stressor.hooks import HookPoint
 from stressor.targets.base import FollowContext
 
@@ -109,7 +109,7 @@ class ResidentProgram:
         self._readers_done = trio.Event()
         # The program's counts after the last cycle let go, when no cycle was in flight.
         self._resting: Holdings | None = None
-        # Lines of cycles that had ended already: lost there, counted here.
+        # Lines of cycles judged already, which count in no verdict.
         self.late_lines = 0
 
     # The program's life.
@@ -173,11 +173,23 @@ class ResidentProgram:
         async with self._lock:
             await self._release_process()
         if self.late_lines:
-            log.info(
-                "target %s: %d lines arrived after their cycle had ended (lost there)",
+            log.warning(
+                "target %s: the long-lived program printed %d lines after their cycle"
+                " was judged; they count in no verdict",
                 self.name,
                 self.late_lines,
             )
+
+    def _count_late(self, line: bytes) -> None:
+        """Count a line whose cycle was judged already; warn about the first one."""
+        if not self.late_lines:
+            log.warning(
+                "target %s: the long-lived program printed a line after its cycle was"
+                " judged, so it counts in no verdict (a late or duplicated line): %r",
+                self.name,
+                line[:200],
+            )
+        self.late_lines += 1
 
     def _exit_error(self, process: trio.Process) -> CommandError:
         message = last_stderr_line(self._stderr[0])
@@ -192,10 +204,12 @@ class ResidentProgram:
         self._last_output_at = now
         lines, others = self._parser.split(chunk, stream)
         for line in lines:
-            parsed = parse_line(line)
-            route = self._routes.get(parsed.writer) if parsed is not None else None
+            writer = payload_writer(line)
+            route = None
+            if writer is not None:
+                route = self._routes.get(writer) or self._ended.get(writer)
             if route is None:
-                self.late_lines += 1
+                self._count_late(line)
                 continue
             route.last_output_at = now
             route.ctx.deliver(line)
@@ -224,12 +238,17 @@ class ResidentProgram:
         )
         self._routes[ctx.writer_id] = route
         self._markers[route.marker] = route
+        cancelled = False
         try:
             await self._follow(process, route)
+        except trio.Cancelled:
+            cancelled = True  # hung, or a client that left: no release check follows
+            raise
         finally:
             del self._routes[ctx.writer_id]
             del self._markers[route.marker]
-            self._ended[ctx.writer_id] = route
+            if not cancelled:
+                self._ended[ctx.writer_id] = route
             while len(self._ended) > _MAX_ENDED:
                 del self._ended[next(iter(self._ended))]
 
@@ -281,20 +300,24 @@ class ResidentProgram:
         Args:
             ctx: the cycle's context, as ``follow`` had it.
             prefix: the path prefix of every file of the cycle.
-            removed: (inode, kernel device) of those files.
+            removed: (st_ino, st_dev) of those files.
         """
-        route = self._ended.pop(ctx.writer_id, None)
+        route = self._ended.get(ctx.writer_id)
         process = self._process
         if route is None or process is None or process.returncode is not None:
             return ""
         if route.generation != self._generation:
             return ""  # the program was started again since: what it held is gone
         exact = route.alone and not self._routes
+        identities = {(inode, kernel_device(device)) for inode, device in removed}
         try:
             return await self._wait_for_release(
-                process, prefix, removed, route.before if exact else None
+                process, prefix, identities, route.before if exact else None
             )
         finally:
+            # Lines of the cycle are routed to it until here, so that late ones
+            # still count in its verdict.
+            self._ended.pop(ctx.writer_id, None)
             in_flight = self._routes or self._ended
             self._resting = None if in_flight else holdings(process_tree(process.pid))
 
@@ -327,12 +350,17 @@ class ResidentProgram:
         return "leaked: " + "; ".join(parts)
 
     def _files_in_use(self) -> set[tuple[int, int]]:
-        """Return (inode, kernel device) of the files that cycles in flight follow now."""
+        """Return (inode, kernel device) of every file in the directory now.
+
+        A removed file's inode number may have gone to one of them, so a watch on
+        it is no evidence of a leak.
+        """
         found = set()
-        for route in self._routes.values():
-            try:
-                info = os.stat(route.ctx.path)
-            except OSError:
-                continue
-            found.add((info.st_ino, kernel_device(info.st_dev)))
+        for top, _, names in os.walk(self.directory):
+            for name in names:
+                try:
+                    info = os.stat(os.path.join(top, name), follow_symlinks=False)
+                except OSError:
+                    continue
+                found.add((info.st_ino, kernel_device(info.st_dev)))
         return found

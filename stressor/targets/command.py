@@ -173,7 +173,8 @@ class CommandTarget:
         if self.program.lifetime != "run":
             yield self
             return
-        shared = os.path.join(directory, self.name)
+        # The real path: /proc names the files that the program holds by it.
+        shared = os.path.realpath(os.path.join(directory, self.name))
         os.makedirs(shared, 0o700, exist_ok=True)
         try:
             async with trio.open_nursery() as nursery:
