@@ -180,7 +180,7 @@ def test_command_quotes_for_shell():
     [
         ({"done": "later"}, "done 'later': choose one of pid, stdin, signal, never"),
         ({"signal": "SIGNOPE"}, "signal 'SIGNOPE': name a signal"),
-        ({"shell": True}, "give one string with shell=True"),
+        ({"shell": True}, "give one string with shell = true"),
         ({"quiet": 0}, "quiet 0: give seconds"),
     ],
 )
@@ -338,7 +338,7 @@ def test_scenario_file_commands_and_recipes(tmp_path):
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ('name = "x"\nargv = ["p"]\ndone = "later"', r"commands\[0\].*done 'later'"),
+        ('name = "x"\nargv = ["p"]\ndone = "later"', r"commands\[0\]\.done: invalid value 'later'"),
         ('name = "x"\nrecipe = "tail-X"', r"commands\[0\]\.recipe.*choose one of tail-F"),
         ('name = "x"', r"commands\[0\]\.argv.*give the program's argv"),
         ('name = "x"\nargv = ["p"]\ntimeout = 1', r"commands\[0\]\.timeout.*unknown key"),

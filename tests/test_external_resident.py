@@ -225,13 +225,20 @@ async def test_follow_outside_a_session_is_refused(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "settings", "message"),
     [
-        (["prog", "{path}"], {"lifetime": "run"}, r"uses \{path\}.*follows the files.*\{dir\}"),
-        (["prog", "{dir}"], {"lifetime": "run", "done": "pid"}, r"set done = 'never'"),
-        (["prog", "{dir}"], {"lifetime": "run", "output": "events"}, r"lifetime = 'cycle'"),
+        (["prog", "{path}"], {"lifetime": "run"}, r"\{path\} differs in each cycle.*\{dir\}"),
+        (["prog"], {"lifetime": "run"}, r"lifetime = 'run' needs \{dir\}"),
+        (["prog", "{dir}"], {"lifetime": "run", "done": "pid"}, r"done 'pid'.*set done = 'never'"),
+        (["prog", "{dir}"], {"lifetime": "run", "output": "events"}, r"output 'events'"),
         (["prog", "{dir}"], {"lifetime": "forever"}, r"lifetime 'forever': choose one of"),
-        (["prog", "{path}"], {"source": "tcp"}, r"must pass \{port\}"),
-        (["prog", "{port}"], {}, r"only source = 'tcp' fills"),
-        (["prog", "{path}"], {"release": 0}, r"release 0: give seconds"),
+        (["prog", "{path}"], {"source": "tcp"}, r"source 'tcp': argv must pass \{port\}"),
+        (["prog", "{port}"], {}, r"\{port\} is filled only with source = 'tcp'"),
+        (["prog", "{path}"], {"release": 0.5}, r"release 0.5: applies to lifetime = 'run'"),
+        (["prog", "{dir}"], {"lifetime": "run", "release": 0}, r"release 0: give seconds"),
+        (["prog", "{dri}"], {}, r"unknown placeholder \{dri\}; known: \{path\}"),
+        (["prog"], {"strace_delays": {"close": "x"}}, r"strace_delays.close 'x': give seconds"),
+        (["prog"], {"strace_delays": {"close": -1}}, r"strace_delays.close -1: give seconds"),
+        (["prog"], {"strace_delays": {"bad name": 1}}, r"name a system call"),
+        (["prog"], {"quiet": float("nan")}, r"quiet nan: give seconds"),
     ],
 )
 def test_invalid_settings(argv, settings, message):
@@ -266,7 +273,17 @@ def test_scenario_file_rejects_bad_lifetime(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('[[commands]]\nname = "x"\nargv = ["prog", "{path}"]\nlifetime = "run"\n')
 
-    with pytest.raises(ConfigError, match=r"commands\[0\].*uses \{path\}"):
+    with pytest.raises(ConfigError, match=r"commands\[0\]\.argv: invalid value .*\{path\} differs"):
+        load_scenario_file(str(path))
+
+
+def test_scenario_file_bad_release_names_key(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[[commands]]\nname = "x"\nargv = ["prog", "{dir}"]\nlifetime = "run"\nrelease = 0\n'
+    )
+
+    with pytest.raises(ConfigError, match=r"commands\[0\]\.release: invalid value 0: give seconds"):
         load_scenario_file(str(path))
 
 

@@ -330,7 +330,7 @@ class ResidentProgram:
     ) -> str:
         """Poll until the program let go of the removed files, for ``release`` seconds."""
         poll = _POLL
-        deadline = trio.current_time() + self.program.release
+        deadline = trio.current_time() + self.program.release_seconds
         while True:
             pids = process_tree(process.pid)
             held = still_held(pids, prefix, removed, self._files_in_use())
@@ -343,7 +343,7 @@ class ResidentProgram:
                 break
             await trio.sleep(poll)
             poll = min(poll * 2, _MAX_POLL)
-        parts = [f"held {self.program.release:g} s after the cycle's files were removed"]
+        parts = [f"held {self.program.release_seconds:g} s after the cycle's files were removed"]
         parts += held
         if grown:
             parts.append(grown)

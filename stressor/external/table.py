@@ -38,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from stressor.external.program import SettingError
 from stressor.scenario import ConfigError
 from stressor.targets.base import Target
 from stressor.targets.command import RECIPES, CommandTarget, recipe
@@ -104,6 +105,8 @@ def _read_command(prefix: str, entry: Mapping[str, Any]) -> CommandTarget:
         if "argv" not in options:
             raise ConfigError(f"{prefix}.argv", None, "give the program's argv, or a recipe")
         return CommandTarget(name, options.pop("argv"), **options)
+    except SettingError as error:
+        raise ConfigError(f"{prefix}.{error.key}", error.value, error.fix) from None
     except (ValueError, RuntimeError) as error:
         if isinstance(error, ConfigError):
             raise
