@@ -424,3 +424,15 @@ def test_recipe_as_command_line_target(tmp_path):
     # tail -F loses nothing here, so the made-up expectation fails: the recipe ran.
     assert result.returncode == 1, result.stderr
     assert "tail-F: expected lost never happened in 5 cycles" in result.stdout
+
+
+def test_output_parser_drops_overlong_line():
+    parser = OutputParser()
+
+    for _ in range(20):
+        assert parser.feed(b"x" * 65536) == []
+    found = parser.feed(b"tail of the long line\n" + line(1))
+
+    assert found == [line(1)]
+    assert parser.ignored == 1
+    assert not parser._pending

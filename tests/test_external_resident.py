@@ -70,6 +70,29 @@ async def test_one_program_serves_concurrent_cycles(run_batch, tmp_path):
     assert not os.path.exists(tmp_path / "shipper")
 
 
+@pytest.mark.parametrize(
+    ("options", "point", "window"),
+    [
+        (("--watch-files",), HookPoint.BEFORE_REMOVE, True),
+        ((), HookPoint.AFTER_REMOVE, False),
+    ],
+    ids=["watching-before-remove", "polling-after-remove"],
+)
+async def test_removal_point_late_writes_judged(run_batch, tmp_path, options, point, window):
+    # A program with a watch on each file gets before-remove after the writer's exit,
+    # and a fault there is a window hit. One without a watch gets after-remove at once,
+    # so it has no window. Either way the late line comes before the end marker.
+    late = (FaultSpec("late-write", (point,)),)
+
+    async with open_target(shipper(*options), str(tmp_path)) as follower:
+        batch = await run_batch(follower, 8, (), lines=5, faults=late, concurrency=4)
+
+    assert batch.outcomes == {"ok": 8}, [r.detail for r in batch.results]
+    assert all(r.faults == (f"late-write@{point.value}",) for r in batch.results)
+    assert all(r.lines_read == 6 for r in batch.results)
+    assert all(r.window_hit == window for r in batch.results)
+
+
 async def test_tcp_source_long_lived(run_batch, tmp_path):
     target = shipper("--port", "{port}", source="tcp")
 

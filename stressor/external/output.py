@@ -16,6 +16,8 @@ from stressor.formats import parse_line, payload_writer
 
 # Lines of output kept for the evidence of a hang.
 LAST_LINES = 5
+# Bytes of a line kept before its newline; longer lines are dropped and counted ignored.
+MAX_LINE_BYTES = 1024 * 1024
 # Bytes of each line shown in that evidence; the rest of a longer line is cut.
 _SHOWN_BYTES = 200
 
@@ -34,6 +36,8 @@ class OutputParser:
         self.marker = f"stressor-end-marker {secrets.token_hex(8)}\n".encode()
         self.marker_seen = False
         self._pending: dict[int, bytes] = {}
+        # Streams in the middle of a line too long to keep, dropped up to its newline.
+        self._discarding: set[int] = set()
         self.ignored = 0
         self.lines_seen = 0
         self.last = collections.deque[bytes](maxlen=LAST_LINES)
@@ -48,10 +52,23 @@ class OutputParser:
         The other lines are counted as ignored; the caller may still look for end
         markers among them.
         """
+        if stream in self._discarding:
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                return [], []
+            chunk = chunk[newline + 1 :]
+            self._discarding.discard(stream)
         data = self._pending.pop(stream, b"") + chunk
         end = data.rfind(b"\n") + 1
-        if end < len(data):
-            self._pending[stream] = data[end:]
+        rest = data[end:]
+        if len(rest) > MAX_LINE_BYTES:
+            # No stressor line is this long: drop it up to its newline, so that a
+            # program that never ends a line cannot fill memory.
+            self.ignored += 1
+            self.last.append(rest[:_SHOWN_BYTES] + b"...")
+            self._discarding.add(stream)
+        elif rest:
+            self._pending[stream] = rest
         found = []
         others = []
         for line in data[:end].splitlines(keepends=True):

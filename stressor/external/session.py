@@ -359,13 +359,17 @@ async def wait_ready(name: str, program: Program, process: trio.Process, path: s
             poll = min(poll * 2, _POLL)
     if waiting.cancelled_caught and name not in _WARNED_UNREADY:
         _WARNED_UNREADY.add(name)
+        fix = "raise ready_timeout if the program is slow to start"
+        if program.ready == "watch":
+            fix += ", or set ready = 'open' if it reads the file without an inotify watch on it"
         log.warning(
-            "target %s: not ready (ready = %r) after ready_timeout %g s, so every cycle"
-            " waits that long; set ready = 'open' for a program that reads the file"
-            " without an inotify watch on it, or 'start' for one that reads it from the start",
+            "target %s: the program was not ready (ready = %r) within ready_timeout %g s,"
+            " so the writer started anyway and lines written before it was ready may count"
+            " as lost; %s",
             name,
             program.ready,
             program.ready_timeout,
+            fix,
         )
 
 

@@ -15,6 +15,8 @@ the TCP source, so a partial line on one connection never joins another's.
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import shutil
 import socket
@@ -34,6 +36,10 @@ CHUNK = 64 * 1024
 _FILE_POLL = 0.002
 # Connections the TCP listener queues before it takes them.
 _BACKLOG = 128
+# Seconds between tries to take a connection while out of descriptors.
+_FULL_WAIT = 0.05
+
+log = logging.getLogger(__name__)
 
 
 class OutputSource(Protocol):
@@ -119,6 +125,8 @@ class TcpSource:
         self.listener.setblocking(False)
         self.port: int = self.listener.getsockname()[1]
         self.connections = 0
+        # Set once taking a connection failed for want of descriptors.
+        self.exhausted = False
 
     def placeholders(self) -> dict[str, str]:
         return {"port": str(self.port)}
@@ -139,14 +147,29 @@ class TcpSource:
         with accepting:
             while True:
                 await trio.lowlevel.wait_readable(self.listener)
-                self._accept_waiting(readers, consume)
+                if not self._accept_waiting(readers, consume):
+                    # Out of descriptors: the connection stays queued until some close.
+                    await trio.sleep(_FULL_WAIT)
 
-    def _accept_waiting(self, readers: trio.Nursery, consume: Consume) -> None:
+    def _accept_waiting(self, readers: trio.Nursery, consume: Consume) -> bool:
+        """Take every queued connection; return False if the process ran out of descriptors."""
         while True:
             try:
                 connection, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
-                return
+                return True
+            except OSError as error:
+                if error.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    raise
+                if not self.exhausted:
+                    log.error(
+                        "TCP output source on 127.0.0.1:%d: cannot take a connection (%s);"
+                        " raise the descriptor limit (ulimit -n) or lower --concurrency",
+                        self.port,
+                        error.strerror,
+                    )
+                self.exhausted = True
+                return False
             self.connections += 1
             readers.start_soon(_read_connection, connection, self.connections, consume)
 
