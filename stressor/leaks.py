@@ -13,14 +13,19 @@ class Resources:
     descriptors: int
     inotify_watches: int
 
-    def leaked_since(self, before: Resources) -> str:
-        """Describe what grew since ``before``; empty when nothing did."""
+    def grown_since(self, before: Resources) -> str:
+        """Describe the counts that grew since ``before``; empty when none did."""
         grown = []
         if self.descriptors > before.descriptors:
             grown.append(f"open descriptors {before.descriptors} -> {self.descriptors}")
         if self.inotify_watches > before.inotify_watches:
             grown.append(f"inotify watches {before.inotify_watches} -> {self.inotify_watches}")
-        return ("leaked " + ", ".join(grown)) if grown else ""
+        return ", ".join(grown)
+
+    def leaked_since(self, before: Resources) -> str:
+        """Describe what grew since ``before`` as a leak; empty when nothing did."""
+        grown = self.grown_since(before)
+        return f"leaked {grown}" if grown else ""
 
 
 def count_resources() -> Resources:

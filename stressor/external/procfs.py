@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from stressor.leaks import Resources
+
 # Lines of /proc/PID/status worth keeping in a hang's evidence.
 _STATUS_KEYS = ("Name", "State", "PPid", "Threads", "SigBlk", "SigIgn", "SigCgt", "VmRSS")
 # Descriptors listed by target in the evidence before the rest is only counted.
@@ -229,28 +231,11 @@ def follows_file(pids: list[int], real_path: str, inode: int, device: int) -> bo
     return False
 
 
-@dataclasses.dataclass(frozen=True)
-class Holdings:
-    """Counts of open descriptors and inotify watches, summed over a group of processes."""
-
-    descriptors: int
-    watches: int
-
-    def grown_since(self, before: Holdings) -> str:
-        """Describe the counts that grew since ``before``; empty when none did."""
-        grown = []
-        if self.descriptors > before.descriptors:
-            grown.append(f"open descriptors {before.descriptors} -> {self.descriptors}")
-        if self.watches > before.watches:
-            grown.append(f"inotify watches {before.watches} -> {self.watches}")
-        return ", ".join(grown)
-
-
-def holdings(pids: list[int]) -> Holdings:
+def holdings(pids: list[int]) -> Resources:
     """Count the open descriptors and inotify watches of ``pids``."""
-    return Holdings(
+    return Resources(
         descriptors=sum(len(descriptors(pid)) for pid in pids),
-        watches=sum(len(inotify_watches(pid)) for pid in pids),
+        inotify_watches=sum(len(inotify_watches(pid)) for pid in pids),
     )
 
 

@@ -39,7 +39,6 @@ import trio
 from stressor.external.output import OutputParser
 from stressor.external.process import close_pipes, end_group
 from stressor.external.procfs import (
-    Holdings,
     WatchProbe,
     describe_process,
     holdings,
@@ -60,6 +59,7 @@ from stressor.external.session import (
 from stressor.external.sources import OutputSource, make_source
 from stressor.formats import payload_writer
 from stressor.hooks import HookPoint
+from stressor.leaks import Resources
 from stressor.targets.base import FollowContext
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class _Route:
     ctx: FollowContext
     marker: bytes
     last_output_at: float
-    before: Holdings | None
+    before: Resources | None
     generation: int
     alone: bool
     marker_seen: trio.Event = dataclasses.field(default_factory=trio.Event)
@@ -108,7 +108,7 @@ class ResidentProgram:
         self._generation = 0
         self._readers_done = trio.Event()
         # The program's counts after the last cycle let go, when no cycle was in flight.
-        self._resting: Holdings | None = None
+        self._resting: Resources | None = None
         # Lines of cycles judged already, which count in no verdict.
         self.late_lines = 0
 
@@ -366,7 +366,7 @@ class ResidentProgram:
         process: trio.Process,
         prefix: str,
         removed: set[tuple[int, int]],
-        before: Holdings | None,
+        before: Resources | None,
     ) -> str:
         """Poll until the program let go of the removed files, for ``release`` seconds."""
         poll = _POLL
