@@ -4,6 +4,8 @@ Rate: cycles per second of the ``tail-F`` recipe (10 lines, one late write after
 the writer's exit), next to a bare loop that does the same work without
 stressor: start the same ``tail`` in a new process group, append 10 lines, read
 them back from its stdout, send SIGTERM and reap it. Both run K loops at once.
+Like the bare loop, stressor's writer appends its lines without pauses, unless
+``--max-gap`` adds the random pauses of a scenario.
 
 Window hits: the ``tail-f-pid`` recipe with one late write drawn 10 to 300 ms
 (log-uniform) after the writer's PID went away. A cycle is a hit when the write
@@ -12,6 +14,7 @@ with ``close`` held open for 50 ms on entry (tail closes stdout and stderr just
 before it exits, so its watch lives that much longer).
 
 Usage: .venv/bin/python benchmarks/external_rate.py [--cycles N] [--concurrency K]
+                                                    [--max-gap SECONDS]
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from stressor.targets.command import recipe
 LINES = 10
 TAIL = ["tail", "-n", "+1", "-s", "0.05", "-F"]
 LIMITS = CycleLimits(deadline=1.0, max_wait=10.0)
+# The writer's longest pause before a line, in seconds (--max-gap).
+MAX_GAP = [0.0]
 
 
 CPU = {"own": 0.0, "children": 0.0}
@@ -82,7 +87,7 @@ async def stressor_cycles(
 
         async def one(index: int) -> None:
             schedule = make_schedule(
-                1, index, lines=LINES, max_gap=0.0005, catch_up=True, settle=0.001,
+                1, index, lines=LINES, max_gap=MAX_GAP[0], catch_up=True, settle=0.001,
                 points=points, extra_faults=faults,
             )  # fmt: skip
             results.append(await run_cycle(target, schedule, directory, LIMITS, CycleSetup()))
@@ -119,7 +124,10 @@ async def bare_tail_loop(count: int, concurrency: int) -> float:
 async def main(cycles: int, concurrency: int) -> None:
     for line in describe_machine():
         print(line)
-    print(f"- {cycles} cycles, {concurrency} at once, {LINES} lines each")
+    print(
+        f"- {cycles} cycles, {concurrency} at once, {LINES} lines each,"
+        f" pauses before stressor's lines up to {MAX_GAP[0] * 1000:g} ms"
+    )
     print()
 
     late_write = (HookPoint.AFTER_EXIT,)
@@ -167,5 +175,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--max-gap",
+        type=float,
+        default=0.0,
+        help="longest pause before each of stressor's lines, in seconds (default 0: the"
+        " lines follow each other, as in the bare loop)",
+    )
     args = parser.parse_args()
+    MAX_GAP[0] = args.max_gap
     trio.run(main, args.cycles, args.concurrency)
