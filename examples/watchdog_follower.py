@@ -58,6 +58,8 @@ class FollowedFile:
         try:
             replaced = os.stat(self.path).st_ino != os.fstat(self.fd).st_ino
         except FileNotFoundError:
+            # The writer may have added lines between the drain and the removal.
+            self._drain()
             return False
         if replaced:
             # The writer may have added lines between the first drain and the stat.

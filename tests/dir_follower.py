@@ -98,6 +98,7 @@ def main() -> int:
                 gone = False
             except FileNotFoundError:
                 replaced, gone = False, True
+                lines += current.read()  # what came between the read and the removal
             if replaced:
                 # The writer may have added lines between the read and the stat.
                 lines += current.read()
