@@ -179,7 +179,7 @@ if __name__ == "__main__":
         "--max-gap",
         type=float,
         default=0.0,
-        help="longest pause before each of stressor's lines, in seconds (default 0: the"
+        help="maximum pause before each of stressor's lines, in seconds (default 0: the"
         " lines follow each other, as in the bare loop)",
     )
     args = parser.parse_args()

@@ -21,7 +21,7 @@ from stressor.backends import current_backend
 
 FORMATS = ("docker-json", "cri", "plain")
 
-# Bounded digits: a torn or made-up line must never overflow int() or float().
+# Bounded digit counts, so that a torn or made-up line cannot overflow int() or float().
 _PAYLOAD = re.compile(r"stressor w=(\d{1,18}) seq=(\d{1,18}) t=(\d{1,15}\.\d{6})")
 # The start of every payload, also of a torn one, with the writer's number.
 _PAYLOAD_START = re.compile(rb"stressor w=(\d{1,18})")

@@ -8,7 +8,7 @@ prints the complete lines, on stdout or, with ``--port``, over one TCP connectio
 to 127.0.0.1. A file whose name now points to another file (a rotation) is read
 to its end and replaced. A file whose name is gone is read to its end and closed,
 unless ``--leak`` keeps it open for good. ``--exit-after N`` exits with status 7 after N
-files were opened, to play a program that dies mid-run; ``--stall-after N`` stops
+files were opened, to play a program that dies mid-run. ``--stall-after N`` stops
 reading instead, for good, as a deadlocked program does. ``--hold-per-file`` opens
 ``/dev/null`` for each new file and never closes it (a leak unrelated to the
 files); ``--hold-once`` does that for the first file only (a lazy start-up).

@@ -23,7 +23,7 @@ SOURCES = ("stdout", "file", "tcp")
 LIFETIMES = ("cycle", "run")
 PLACEHOLDERS = ("path", "dir", "writer_pid", "output", "port")
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
-# What looks like a placeholder: lower-case words in braces, not a shell's ${NAME}.
+# Candidate placeholders: lower-case words in braces, except a shell's ${NAME}.
 _BRACED = re.compile(r"(?<!\$)\{([a-z_]+)\}")
 _SYSCALL = re.compile(r"[a-z_][a-z0-9_]{0,63}")
 # Seconds a long-lived program has, by default, to let go of a cycle's removed files.

@@ -6,7 +6,7 @@ the TCP source, so a partial line on one connection never joins another's.
 
 - ``stdout``: complete at the end of the pipe.
 - ``file``: a file the program writes, created empty in a private directory and
-  read every 2 ms; complete once read to its end after the program exited.
+  read every 2 ms. It is complete once read to its end after the program exited.
 - ``tcp``: a listener on 127.0.0.1 at a port of the kernel's choice; the program
   connects as often as it likes. Complete once the program exited, the
   connections it left waiting were taken, and every connection reached its end.

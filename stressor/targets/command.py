@@ -173,7 +173,7 @@ class CommandTarget:
         if self.program.lifetime != "run":
             yield self
             return
-        # The real path: /proc names the files that the program holds by it.
+        # The real path, because /proc names the program's open files by their real path.
         shared = os.path.realpath(os.path.join(directory, self.name))
         os.makedirs(shared, 0o700, exist_ok=True)
         try:
