@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import trio
@@ -231,6 +232,36 @@ async def test_cancelled_run_ends_the_program(tmp_path, monkeypatch):
 
     assert running_followers(str(tmp_path)) == []
     assert os.listdir(tmp_path) == []
+
+
+def test_killed_stressor_leaves_no_program(tmp_path):
+    # Even SIGKILL, which stressor cannot handle, must not leave the program running.
+    path = tmp_path / "shipper.toml"
+    path.write_text(
+        'targets = ["shipper"]\nduration = 60\n'
+        "[[commands]]\n"
+        'name = "shipper"\n'
+        f'argv = ["{sys.executable}", "{FOLLOWER}", "{{dir}}"]\n'
+        'lifetime = "run"\nready = "open"\n'
+    )
+    environment = {**os.environ, "TMPDIR": str(tmp_path)}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "stressor", "run", str(path), "--metrics-port", "0", "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not running_followers(str(tmp_path)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert running_followers(str(tmp_path)), "the long-lived program never started"
+    finally:
+        run.kill()
+        run.wait()
+
+    deadline = time.monotonic() + 5
+    while running_followers(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert running_followers(str(tmp_path)) == []
 
 
 async def test_unopened_target_opens_per_cycle(run_batch):

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Sequence
 
 import trio
@@ -22,6 +23,15 @@ from stressor.external.procfs import group_members
 
 # How long group members may take to vanish from /proc after SIGKILL, in seconds.
 _KILL_WAIT = 2.0
+# The guard of ``start_guard``: the group ID is its first argument.
+_GUARD = (
+    "import os, sys\n"
+    "sys.stdin.buffer.read()\n"
+    "try:\n"
+    "    os.killpg(int(sys.argv[1]), 9)\n"
+    "except OSError:\n"
+    "    pass\n"
+)
 # Poll interval while waiting for a group to end, in seconds.
 _POLL = 0.005
 
@@ -65,6 +75,24 @@ async def start_in_group(
     """Start ``argv`` as the leader of a new session and process group."""
     return await trio.lowlevel.open_process(
         list(argv), stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True
+    )
+
+
+async def start_guard(pgid: int) -> trio.Process:
+    """Start a guard that kills process group ``pgid`` once stressor is gone.
+
+    The guard is a small Python process that waits for the end of its stdin, a pipe
+    whose other end only this process holds. When this process dies, even by SIGKILL,
+    the kernel closes that end and the guard kills the group. End the guard with
+    ``end_process`` before the group, so that it never signals a group ID that was
+    reused. (Debian's /bin/sh cannot signal a group: its kill reads ``-PGID`` as an
+    option.)
+    """
+    return await start_in_group(
+        [sys.executable, "-I", "-S", "-c", _GUARD, str(pgid)],
+        stdin=PIPE,
+        stdout=DEVNULL,
+        stderr=DEVNULL,
     )
 
 
@@ -175,6 +203,7 @@ async def end_process(process: trio.Process) -> None:
     if process.returncode is None:
         process.kill()
     await process.wait()
+    await close_pipes(process)
 
 
 PIPE = subprocess.PIPE

@@ -37,7 +37,7 @@ import secrets
 import trio
 
 from stressor.external.output import OutputParser
-from stressor.external.process import close_pipes, end_group
+from stressor.external.process import close_pipes, end_group, end_process, start_guard
 from stressor.external.procfs import (
     WatchProbe,
     describe_process,
@@ -98,6 +98,8 @@ class ResidentProgram:
         self._lock = trio.Lock()
         self._process: trio.Process | None = None
         self._source: OutputSource | None = None
+        # Kills the program's group if stressor dies without ending it (process.py).
+        self._guard: trio.Process | None = None
         self._stderr = [b""]
         self._parser = OutputParser()
         self._routes: dict[int, _Route] = {}
@@ -133,6 +135,7 @@ class ResidentProgram:
                 source.close()
                 raise
             self._process, self._source = process, source
+            self._guard = await start_guard(process.pid)
             # A new program starts with no partial line and no stderr of the last one.
             self._parser = OutputParser()
             self._stderr = [b""]
@@ -157,8 +160,10 @@ class ResidentProgram:
 
     async def _release_process(self) -> None:
         """End the current program's group and free its pipes and source."""
-        process, source = self._process, self._source
-        self._process = self._source = None
+        process, source, guard = self._process, self._source, self._guard
+        self._process = self._source = self._guard = None
+        if guard is not None:
+            await end_process(guard)
         if process is not None:
             await end_group(process, self.program.grace)
             # With the whole group gone, every pipe and connection reaches its end.
