@@ -116,11 +116,7 @@ def descriptors(pid: int) -> dict[int, str]:
 
 def inotify_watches(pid: int) -> list[InotifyWatch]:
     """Return every inotify watch of ``pid``, over all its inotify descriptors."""
-    watches = []
-    for fd, target in descriptors(pid).items():
-        if target == "anon_inode:inotify":
-            watches += _descriptor_watches(pid, fd)
-    return watches
+    return open_files([pid])[0].watches
 
 
 def _descriptor_watches(pid: int, fd: int) -> list[InotifyWatch]:
@@ -223,41 +219,65 @@ def describe_process(pid: int, watched: tuple[int, int] | None = None) -> str:
 
 def follows_file(pids: list[int], real_path: str, inode: int, device: int) -> bool:
     """Tell whether any of ``pids`` has ``real_path`` open or an inotify watch on its inode."""
-    for pid in pids:
-        if real_path in descriptors(pid).values():
-            return True
-        if any(w.inode == inode and w.device == device for w in inotify_watches(pid)):
-            return True
-    return False
-
-
-def holdings(pids: list[int]) -> Resources:
-    """Count the open descriptors and inotify watches of ``pids``."""
-    return Resources(
-        descriptors=sum(len(descriptors(pid)) for pid in pids),
-        inotify_watches=sum(len(inotify_watches(pid)) for pid in pids),
+    return any(
+        real_path in files.descriptors.values()
+        or any(watch.inode == inode and watch.device == device for watch in files.watches)
+        for files in open_files(pids)
     )
 
 
-def still_held(
-    pids: list[int], prefix: str, inodes: set[tuple[int, int]], exclude: set[tuple[int, int]]
-) -> list[str]:
-    """Describe the descriptors and watches of ``pids`` on removed files.
+@dataclasses.dataclass(frozen=True)
+class OpenFiles:
+    """The open descriptors and inotify watches of one process, read at one moment."""
 
-    Args:
-        prefix: the removed files' path prefix; a descriptor on one reads as
-            ``PATH (deleted)``.
-        inodes: (inode, kernel device) of the removed files.
-        exclude: (inode, kernel device) of files in use now, which may have taken
-            a removed file's inode number since.
-    """
-    held = []
+    pid: int
+    descriptors: dict[int, str]
+    watches: list[InotifyWatch]
+
+
+def open_files(pids: list[int]) -> list[OpenFiles]:
+    """Read the descriptors of each of ``pids`` once, with the watches of their inotify ones."""
+    found = []
     for pid in pids:
-        for fd, target in descriptors(pid).items():
-            if target.startswith(prefix):
-                held.append(f"pid {pid} fd {fd} -> {target}")
-        for watch in inotify_watches(pid):
-            key = (watch.inode, watch.device)
-            if key in inodes and key not in exclude:
-                held.append(f"pid {pid} inotify wd:{watch.wd} on removed inode {watch.inode}")
-    return held
+        fds = descriptors(pid)
+        watches = [
+            watch
+            for fd, target in fds.items()
+            if target == "anon_inode:inotify"
+            for watch in _descriptor_watches(pid, fd)
+        ]
+        found.append(OpenFiles(pid, fds, watches))
+    return found
+
+
+def count_open(files: list[OpenFiles]) -> Resources:
+    """Count the open descriptors and inotify watches in ``files``."""
+    return Resources(
+        descriptors=sum(len(entry.descriptors) for entry in files),
+        inotify_watches=sum(len(entry.watches) for entry in files),
+    )
+
+
+def descriptors_under(files: list[OpenFiles], prefix: str) -> list[str]:
+    """Describe the descriptors on paths that start with ``prefix``.
+
+    A descriptor on a removed file reads as ``PATH (deleted)``, so it still matches.
+    """
+    return [
+        f"pid {entry.pid} fd {fd} -> {target}"
+        for entry in files
+        for fd, target in entry.descriptors.items()
+        if target.startswith(prefix)
+    ]
+
+
+def watches_on(
+    files: list[OpenFiles], inodes: set[tuple[int, int]]
+) -> list[tuple[int, InotifyWatch]]:
+    """Return (pid, watch) for each watch on one of ``inodes``, (inode, kernel device) pairs."""
+    return [
+        (entry.pid, watch)
+        for entry in files
+        for watch in entry.watches
+        if (watch.inode, watch.device) in inodes
+    ]

@@ -39,12 +39,15 @@ import trio
 from stressor.external.output import OutputParser
 from stressor.external.process import close_pipes, end_group, end_process, start_guard
 from stressor.external.procfs import (
+    OpenFiles,
     WatchProbe,
+    count_open,
     describe_process,
-    holdings,
+    descriptors_under,
     kernel_device,
+    open_files,
     process_tree,
-    still_held,
+    watches_on,
 )
 from stressor.external.program import Program
 from stressor.external.session import (
@@ -364,7 +367,10 @@ class ResidentProgram:
             # still count in its verdict.
             self._ended.pop(ctx.writer_id, None)
             in_flight = self._routes or self._ended
-            self._resting = None if in_flight else holdings(process_tree(process.pid))
+            if in_flight:
+                self._resting = None
+            else:
+                self._resting = count_open(open_files(process_tree(process.pid)))
 
     async def _wait_for_release(
         self,
@@ -377,11 +383,9 @@ class ResidentProgram:
         poll = _POLL
         deadline = trio.current_time() + self.program.release_seconds
         while True:
-            pids = process_tree(process.pid)
-            held = still_held(pids, prefix, removed, self._files_in_use())
-            grown = ""
-            if before is not None:
-                grown = holdings(pids).grown_since(before)
+            files = open_files(process_tree(process.pid))
+            held = descriptors_under(files, prefix) + self._held_watches(files, removed)
+            grown = count_open(files).grown_since(before) if before is not None else ""
             if not held and not grown:
                 return ""
             if trio.current_time() >= deadline:
@@ -393,6 +397,18 @@ class ResidentProgram:
         if grown:
             parts.append(grown)
         return "leaked: " + "; ".join(parts)
+
+    def _held_watches(self, files: list[OpenFiles], removed: set[tuple[int, int]]) -> list[str]:
+        """Describe the watches in ``files`` on removed inodes that no file has taken since."""
+        watches = watches_on(files, removed)
+        if not watches:
+            return []
+        in_use = self._files_in_use()
+        return [
+            f"pid {pid} inotify wd:{watch.wd} on removed inode {watch.inode}"
+            for pid, watch in watches
+            if (watch.inode, watch.device) not in in_use
+        ]
 
     def _files_in_use(self) -> set[tuple[int, int]]:
         """Return (inode, kernel device) of every file in the directory now.
