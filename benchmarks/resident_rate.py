@@ -92,8 +92,8 @@ async def main(cycles: int, concurrency: int) -> None:
         for result in results:
             outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
         rates[label] = cycles / seconds
-        shown = ", ".join(f"{name} {count}" for name, count in sorted(outcomes.items()))
-        print(f"| {label} | {cycles / seconds:.1f} | {cpu:.2f} | {shown} |")
+        summary = ", ".join(f"{name} {count}" for name, count in sorted(outcomes.items()))
+        print(f"| {label} | {cycles / seconds:.1f} | {cpu:.2f} | {summary} |")
     ratio = rates["long-lived, stdout"] / rates["started per cycle, stdout"]
     print(f"\nratio long-lived / per cycle (stdout): {ratio:.2f}")
 

@@ -6,12 +6,12 @@ Usage: dir_follower.py DIR [--port PORT] [--leak] [--exit-after N] [--stall-afte
 Every 5 ms it looks for new ``*.log`` files, reads each open file to its end and
 prints the complete lines, on stdout or, with ``--port``, over one TCP connection
 to 127.0.0.1. A file whose name now points to another file (a rotation) is read
-to its end and replaced. A file whose name is gone is read to its end and closed,
+to its end and replaced. A file whose name is removed is read to its end and closed,
 unless ``--leak`` keeps it open for good. ``--exit-after N`` exits with status 7 after N
 files were opened, to play a program that dies mid-run. ``--stall-after N`` stops
 reading instead, for good, as a deadlocked program does. ``--hold-per-file`` opens
-``/dev/null`` for each new file and never closes it (a leak unrelated to the
-files); ``--hold-once`` does that for the first file only (a lazy start-up).
+``/dev/null`` for each new file and never closes it, a leak unrelated to the
+files. ``--hold-once`` does that for the first file only, as a lazy start-up does.
 ``--watch-files`` adds an inotify watch on each file it opens (it reads no events;
 the watch lives as long as the file). ``--echo-late S`` prints every line a second
 time S seconds later, as a program that resends does.
@@ -71,7 +71,7 @@ def main() -> int:
 
     followed: dict[str, Followed] = {}
     leaked: list[Followed] = []
-    held: list[int] = []
+    devnull_fds: list[int] = []
     opened = 0
     while True:
         for name in sorted(os.listdir(args.directory)):
@@ -85,7 +85,7 @@ def main() -> int:
                 if inotify_fd >= 0:
                     libc.inotify_add_watch(inotify_fd, path.encode(), IN_MODIFY)
                 if args.hold_per_file or (args.hold_once and opened == 1):
-                    held.append(os.open(os.devnull, os.O_RDONLY))
+                    devnull_fds.append(os.open(os.devnull, os.O_RDONLY))
                 if opened == args.exit_after:
                     return 7
                 if opened == args.stall_after:
@@ -95,21 +95,21 @@ def main() -> int:
             lines = current.read()
             try:
                 replaced = os.stat(path).st_ino != current.inode
-                gone = False
+                removed = False
             except FileNotFoundError:
-                replaced, gone = False, True
+                replaced, removed = False, True
                 lines += current.read()  # what came between the read and the removal
             if replaced:
                 # The writer may have added lines between the read and the stat.
                 lines += current.read()
                 followed[path] = Followed(path)
                 lines += followed[path].read()
-            if replaced or gone:
+            if replaced or removed:
                 if args.leak:
                     leaked.append(current)
                 else:
                     os.close(current.fd)
-            if gone:
+            if removed:
                 del followed[path]
             if lines:
                 send(b"".join(lines))

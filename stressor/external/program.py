@@ -88,7 +88,9 @@ class Program:
             self._check_run_lifetime()
         elif self.release is not None:
             raise SettingError(
-                "release", self.release, "applies to lifetime = 'run' only; drop it or set that"
+                "release",
+                self.release,
+                "applies to lifetime = 'run' only; remove it, or set lifetime = 'run'",
             )
         if self.strace_delays:
             strace_prefix(dict(self.strace_delays))  # fails now, not in the first cycle

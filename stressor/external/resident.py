@@ -101,7 +101,7 @@ class ResidentProgram:
         self._lock = trio.Lock()
         self._process: trio.Process | None = None
         self._source: OutputSource | None = None
-        # Kills the program's group if stressor dies without ending it (process.py).
+        # Kills the program's group if stressor dies without ending it (see ``start_guard``).
         self._guard: trio.Process | None = None
         self._stderr = [b""]
         self._parser = OutputParser()
@@ -152,7 +152,7 @@ class ResidentProgram:
     async def _read_streams(
         self, process: trio.Process, source: OutputSource, done: trio.Event
     ) -> None:
-        """Read the program's output and stderr until both end; then set ``done``."""
+        """Read the program's output and stderr until both end, then set ``done``."""
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(read_stderr, process, self._stderr)
@@ -177,7 +177,7 @@ class ResidentProgram:
             source.close()
 
     async def stop(self) -> None:
-        """End the program's whole process group; run it shielded, at the end of the run."""
+        """End the program's whole process group. Run it shielded, at the end of the run."""
         async with self._lock:
             await self._release_process()
         if self.late_lines:
@@ -250,7 +250,9 @@ class ResidentProgram:
         try:
             await self._follow(process, route)
         except trio.Cancelled:
-            cancelled = True  # hung, or a client that left: no release check follows
+            cancelled = (
+                True  # cancelled as hung or by a client that left, so no release check follows
+            )
             raise
         finally:
             del self._routes[ctx.writer_id]
@@ -314,7 +316,7 @@ class ResidentProgram:
         append_marker(route.ctx.path, route.marker)
 
     async def _wait_for_end(self, process: trio.Process, route: _Route) -> None:
-        """Wait for the cycle's marker, or for ``quiet`` seconds without its lines."""
+        """Wait for the cycle's marker, or for ``quiet`` seconds of no output from the program."""
         try:
             while not route.marker_seen.is_set() and process.returncode is None:
                 # A program busy printing other cycles' lines is not quiet: a cycle
@@ -355,7 +357,7 @@ class ResidentProgram:
         if route is None or process is None or process.returncode is not None:
             return ""
         if route.generation != self._generation:
-            return ""  # the program was started again since: what it held is gone
+            return ""  # the program was started again since, so what it kept open is gone
         exact = route.alone and not self._routes
         identities = {(inode, kernel_device(device)) for inode, device in removed}
         try:
@@ -384,16 +386,16 @@ class ResidentProgram:
         deadline = trio.current_time() + self.program.release_seconds
         while True:
             files = open_files(process_tree(process.pid))
-            held = descriptors_under(files, prefix) + self._held_watches(files, removed)
+            still_open = descriptors_under(files, prefix) + self._held_watches(files, removed)
             grown = count_open(files).grown_since(before) if before is not None else ""
-            if not held and not grown:
+            if not still_open and not grown:
                 return ""
             if trio.current_time() >= deadline:
                 break
             await trio.sleep(poll)
             poll = min(poll * 2, _MAX_POLL)
         parts = [f"held {self.program.release_seconds:g} s after the cycle's files were removed"]
-        parts += held
+        parts += still_open
         if grown:
             parts.append(grown)
         return "leaked: " + "; ".join(parts)

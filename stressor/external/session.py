@@ -110,14 +110,14 @@ async def read_stderr(process: trio.Process, keep: list[bytes]) -> None:
         keep[0] = (keep[0] + chunk)[-STDERR_TAIL:]
 
 
-def last_stderr_line(kept: bytes) -> str:
+def last_stderr_line(stderr_tail: bytes) -> str:
     """Return ``": LINE"`` with the last line of stderr, or an empty string."""
-    last = kept.decode(errors="replace").strip().splitlines()[-1:]
+    last = stderr_tail.decode(errors="replace").strip().splitlines()[-1:]
     return f": {last[0]}" if last else ""
 
 
 class _Session:
-    """One run of the program: its output, its readiness, telling it, its end."""
+    """One run of the program: its output, its readiness, its notice, its end."""
 
     def __init__(
         self,

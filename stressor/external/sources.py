@@ -56,7 +56,7 @@ class OutputSource(Protocol):
         ...
 
     def close(self) -> None:
-        """Release what the source holds (a listener, a directory); safe to call twice."""
+        """Close the source's listener or remove its directory. Calling it twice is safe."""
         ...
 
 
